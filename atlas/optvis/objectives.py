@@ -1,0 +1,99 @@
+"""Objectives: one score per image of a batch, to be maximized.
+
+An `Objective` maps the captured layer outputs to a tensor [B] and names the
+layers it reads. Indices are per image (a LongTensor [B]) or one int for all,
+so a batch of 64 channels of one layer is a single objective. Objectives
+compose: `a + b`, `2 * a`, `-a`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+Activations = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Objective:
+    score: Callable[[Activations], torch.Tensor]
+    layers: frozenset[str]
+
+    def __call__(self, acts: Activations) -> torch.Tensor:
+        return self.score(acts)
+
+    def __add__(self, other: "Objective") -> "Objective":
+        return Objective(lambda acts: self(acts) + other(acts), self.layers | other.layers)
+
+    def __mul__(self, factor: float) -> "Objective":
+        return Objective(lambda acts: factor * self(acts), self.layers)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> "Objective":
+        return self * -1.0
+
+    def __sub__(self, other: "Objective") -> "Objective":
+        return self + (-other)
+
+
+def _pick(output: torch.Tensor, index) -> torch.Tensor:
+    """output[b, index[b], ...] for every image b, as float."""
+    rows = torch.arange(output.shape[0], device=output.device)
+    return output[rows, index].float()
+
+
+def channel(layer: str, index) -> Objective:
+    """Mean activation of one channel (a logit, for a 2-D output)."""
+    def score(acts):
+        picked = _pick(acts[layer], _as_index(index, acts[layer]))
+        return picked.flatten(1).mean(1) if picked.dim() > 1 else picked
+    return Objective(score, frozenset([layer]))
+
+
+logit = channel
+
+
+def neuron(layer: str, index) -> Objective:
+    """The activation of one channel at the centre of the map."""
+    def score(acts):
+        out = acts[layer]
+        picked = _pick(out, _as_index(index, out))
+        return picked[:, out.shape[2] // 2, out.shape[3] // 2] if picked.dim() == 3 else picked
+    return Objective(score, frozenset([layer]))
+
+
+def class_probability(layer: str, index) -> Objective:
+    """The softmax probability of one class."""
+    def score(acts):
+        out = acts[layer].float()
+        return _pick(F.softmax(out, dim=1), _as_index(index, out))
+    return Objective(score, frozenset([layer]))
+
+
+def deepdream(layer: str) -> Objective:
+    """Mean squared activation of the whole layer."""
+    return Objective(lambda acts: acts[layer].float().pow(2).flatten(1).mean(1), frozenset([layer]))
+
+
+def diversity(layer: str, groups: torch.Tensor) -> Objective:
+    """Push images of the same group apart: minus the summed cosine similarity
+    of each image's Gram matrix (its style at `layer`) to the others in its
+    group, as Lucid does. Images alone in their group score 0, so no unit
+    feels another unit's images."""
+    def score(acts):
+        out = acts[layer].float()
+        flat = out.flatten(2)
+        gram = F.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
+        similarity = gram @ gram.T
+        g = groups.to(out.device)
+        mates = (g[:, None] == g[None, :]) & ~torch.eye(len(g), dtype=torch.bool, device=out.device)
+        return -(similarity * mates).sum(1)
+    return Objective(score, frozenset([layer]))
+
+
+def _as_index(index, output: torch.Tensor):
+    return index.to(output.device) if isinstance(index, torch.Tensor) else index

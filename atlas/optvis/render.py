@@ -1,0 +1,165 @@
+"""The optimization loop: a batch of units in, one image per unit (or several) out.
+
+Each image in a batch optimizes its own unit. In eval mode the images do not
+interact, so a batch of 64 channels costs one forward and one backward pass per
+step, and a unit renders the same inside a batch as alone: its initial image
+and its random transforms come from a generator seeded by the unit itself.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .. import device as devices
+from ..models import Model
+from ..plan import batch_key, batches
+from ..settings import Settings
+from ..units import CLASS_OBJECTIVES, Unit
+from . import objectives, param, transforms
+from .hooks import activations, redirected_relus
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What rendering one unit produced."""
+    unit: Unit
+    images: tuple[np.ndarray, ...]  # uint8 HxWx3, one per diversity copy
+    curve: tuple[float, ...]  # the unit's objective at every step (mean over its images)
+    final_objectives: tuple[float, ...]  # on each untransformed final image
+    class_probability: float | None  # for class units: mean softmax probability of the class
+    seconds: float
+    error: str | None = None  # set when the optimization diverged (NaN/Inf)
+
+    @property
+    def final_objective(self) -> float:
+        return float(np.mean(self.final_objectives))
+
+
+def render(model: Model, units: list[Unit], settings: Settings, device: torch.device,
+           batch_size: int | None = None) -> Iterator[list[Rendered]]:
+    """Render `units` batch by batch, yielding each batch's results as it finishes.
+
+    On CUDA out-of-memory the batch is split in two and the batch size halved
+    for the rest of the run.
+    """
+    size = batch_size or devices.default_batch_size(device, settings.size)
+    pending = batches(units, size)
+    while pending:
+        batch = pending.pop(0)
+        try:
+            yield render_batch(model, batch, settings, device)
+        except RuntimeError as err:
+            if not devices.is_out_of_memory(err) or len(batch) == 1:
+                raise
+            devices.empty_cache(device)
+            size = max(1, size // 2)
+            half = len(batch) // 2
+            pending[:0] = [batch[:half], batch[half:]]
+
+
+def image_seed(settings: Settings, unit: Unit, copy: int) -> int:
+    """The seed of one image: a function of the unit alone, never of its batch."""
+    text = f"{settings.seed}|{unit.layer}|{unit.index}|{unit.objective}|{unit.negative}|{unit.diversity}|{copy}"
+    return zlib.crc32(text.encode())
+
+
+def unit_objective(unit: Unit, index) -> objectives.Objective:
+    """The score that `unit`'s kind of objective measures, before sign and diversity;
+    `index` is the unit index of every image in the batch."""
+    if unit.objective == "deepdream":
+        return objectives.deepdream(unit.layer)
+    if unit.objective == "neuron":
+        return objectives.neuron(unit.layer, index)
+    if unit.objective == "prob":
+        return objectives.class_probability(unit.layer, index)
+    return objectives.channel(unit.layer, index)
+
+
+def diversity_layer(model: Model, unit: Unit) -> str:
+    """Where images of one unit are pushed apart: the unit's own layer if it has
+    spatial maps, else the deepest conv layer (for class units)."""
+    if model.layer(unit.layer).kind == "conv":
+        return unit.layer
+    return max((l for l in model.layers if l.kind == "conv"), key=lambda l: l.position).name
+
+
+def render_batch(model: Model, units: list[Unit], settings: Settings, device: torch.device) -> list[Rendered]:
+    """Optimize one image per unit and copy; all units must share a batch key."""
+    if len({batch_key(u) for u in units}) != 1:
+        raise ValueError("a batch must hold units of one layer, objective, sign and diversity")
+    start = time.perf_counter()
+    first, copies = units[0], units[0].diversity
+    items = [(u, c) for u in units for c in range(copies)]
+    precision = settings.precision
+
+    image_param = param.make(settings.param, settings.size, settings.decay_power, device)
+    generators = [torch.Generator().manual_seed(image_seed(settings, u, c)) for u, c in items]
+    params = torch.stack([image_param.init(g) for g in generators]).to(device).requires_grad_()
+    views = torch.stack([transforms.draw(settings.steps, g) for g in generators]).to(device)
+    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+
+    index = torch.tensor([u.index for u, _ in items])
+    measure = unit_objective(first, index)
+    sign = -1.0 if first.negative else 1.0
+    layers = set(measure.layers)
+    spread = None
+    if copies > 1:
+        groups = torch.arange(len(units)).repeat_interleave(copies)
+        spread = settings.diversity_weight * objectives.diversity(diversity_layer(model, first), groups)
+        layers |= spread.layers
+
+    optimizer = torch.optim.Adam([params], lr=settings.lr)
+    curve = torch.zeros(settings.steps, len(items), device=device)
+    for step in range(settings.steps):
+        optimizer.zero_grad(set_to_none=True)
+        x = (transforms.apply(image_param.to_image(params), views[:, step]) - mean) / std
+        x = x.contiguous(memory_format=torch.channels_last)
+        with redirected_relus(model.module, step < settings.redirect_steps), devices.autocast(device, precision):
+            acts = activations(model, x, layers)
+        score = measure(acts)
+        goal = sign * score if spread is None else sign * score + spread(acts)
+        (-goal.sum()).backward()
+        optimizer.step()
+        curve[step] = score.detach()
+
+    with torch.no_grad():
+        images = image_param.to_image(params)
+        wanted = set(measure.layers) | ({model.output_layer} if first.objective in CLASS_OBJECTIVES else set())
+        with devices.autocast(device, precision):
+            acts = activations(model, ((images - mean) / std).contiguous(memory_format=torch.channels_last), wanted)
+        final = measure(acts)
+        probability = None
+        if first.objective in CLASS_OBJECTIVES:
+            probability = objectives.class_probability(model.output_layer, index)(acts)
+
+    return _results(units, copies, images, curve, final, probability, time.perf_counter() - start)
+
+
+def _results(units, copies, images, curve, final, probability, seconds) -> list[Rendered]:
+    """Move everything to the host once and split it per unit."""
+    pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    curve = curve.float().cpu().numpy()
+    final = final.float().cpu().numpy()
+    probability = probability.float().cpu().numpy() if probability is not None else None
+    finite = np.isfinite(curve).all(0) & np.isfinite(final) & torch.isfinite(images).flatten(1).all(1).cpu().numpy()
+    results = []
+    for n, unit in enumerate(units):
+        rows = slice(n * copies, (n + 1) * copies)
+        ok = bool(finite[rows].all())
+        results.append(Rendered(
+            unit=unit,
+            images=tuple(pixels[rows]),
+            curve=tuple(float(v) for v in curve[:, rows].mean(1)),
+            final_objectives=tuple(float(v) for v in final[rows]),
+            class_probability=float(probability[rows].mean()) if probability is not None else None,
+            seconds=seconds * copies / (len(units) * copies),
+            error=None if ok else "the optimization diverged (NaN or Inf)",
+        ))
+    return results

@@ -1,0 +1,59 @@
+"""Render settings: a frozen dataclass whose dict is part of every cache key."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from .errors import AtlasError
+
+# Bump when the rendering code changes what an image looks like for the same
+# settings, so images made by an older recipe are never served from the cache.
+RECIPE_VERSION = 1
+
+PARAMS = ("fourier", "pixel")
+PRECISIONS = ("fp32", "bf16")
+MAX_SIZE = 2048
+MAX_STEPS = 100_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what a rendered image looks like.
+
+    Device and batch size are deliberately absent: they change speed, not the
+    image (beyond float noise), so they must not split the cache.
+    """
+
+    size: int = 224
+    steps: int = 512
+    lr: float = 0.05
+    param: str = "fourier"
+    decay_power: float = 1.0
+    # Steps at the start during which ReLU gradients are redirected so units
+    # silent on noise still receive a gradient (Lucid's trick; 0 disables it).
+    redirect_steps: int = 16
+    # Weight of the diversity term for units rendered with diversity > 1
+    # (Lucid's examples use 100 against a channel mean).
+    diversity_weight: float = 100.0
+    precision: str = "fp32"
+    seed: int = 0
+
+    def __post_init__(self):
+        _require(16 <= self.size <= MAX_SIZE, f"image size must be between 16 and {MAX_SIZE} px, got {self.size}")
+        _require(1 <= self.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        _require(0 < self.lr <= 10, f"learning rate must be in (0, 10], got {self.lr}")
+        _require(self.param in PARAMS, f"unknown parameterization {self.param!r}; choose from {', '.join(PARAMS)}")
+        _require(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        _require(self.redirect_steps >= 0, "redirect steps must be >= 0")
+        _require(self.diversity_weight >= 0, "diversity weight must be >= 0")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def replace(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise AtlasError(message)

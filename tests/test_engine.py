@@ -1,0 +1,188 @@
+"""The rendering engine on small models: objectives, batching, reproducibility."""
+
+import numpy as np
+import pytest
+import torch
+
+from atlas.errors import AtlasError
+from atlas.models import from_module, load_model
+from atlas.optvis import objectives, param, transforms
+from atlas.optvis.hooks import activations, redirected_relus
+from atlas.optvis.render import render, render_batch
+from atlas.settings import Settings
+from atlas.units import Unit
+from tests.tinynet import TinyVGG
+
+FAST = Settings(size=32, steps=12, precision="fp32")
+
+
+def test_objective_increases_over_steps(tiny, cpu):
+    (result,) = render_batch(tiny, [Unit("features.5", 3)], FAST.replace(steps=30), cpu)
+    assert len(result.curve) == 30
+    start, end = np.mean(result.curve[:5]), np.mean(result.curve[-5:])
+    assert end > start + 0.1 * abs(start)
+    assert result.final_objective > result.curve[0]
+
+
+def test_negative_units_go_down(tiny, cpu):
+    up, down = (render_batch(tiny, [Unit("features.5", 3, negative=n)], FAST.replace(steps=30), cpu)[0]
+                for n in (False, True))
+    assert down.final_objective < down.curve[0] < up.final_objective
+
+
+def _silenced(channel: int):
+    """TinyVGG whose features.2 channel is strongly negative on any input."""
+    module = TinyVGG()
+    with torch.no_grad():
+        module.features[2].weight[channel].zero_()
+        module.features[2].bias[channel] = -5.0
+    return from_module(module, "silenced", weights="test")
+
+
+def test_layer_objective_reads_pre_relu_output_despite_inplace_relu(cpu):
+    model = _silenced(3)
+    # torchvision-style in-place ReLU follows features.2; the hook must still see -5.
+    x = torch.rand(2, 3, 32, 32)
+    assert activations(model, x, {"features.2"})["features.2"][:, 3].max().item() == pytest.approx(-5.0)
+    (result,) = render_batch(model, [Unit("features.2", 3)], FAST.replace(steps=2), cpu)
+    assert result.final_objective == pytest.approx(-5.0, abs=1e-4)
+    assert max(result.curve) < 0
+
+
+def test_forward_stops_at_deepest_layer_needed(tiny):
+    calls = []
+    handle = tiny.module.pool.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        acts = activations(tiny, torch.rand(1, 3, 32, 32), {"features.0", "features.5"})
+        assert set(acts) == {"features.0", "features.5"} and not calls
+        activations(tiny, torch.rand(1, 3, 32, 32), {tiny.output_layer})
+        assert calls
+    finally:
+        handle.remove()
+
+
+def test_redirected_relu_wakes_units_silent_on_noise():
+    module = TinyVGG()
+    with torch.no_grad():
+        module.features[0].bias.fill_(-50.0)  # every ReLU after the first conv is off
+    model = from_module(module, "dead", weights="test")
+    objective = objectives.channel("features.2", 1)
+    grads = []
+    for redirect in (False, True):
+        x = torch.rand(1, 3, 32, 32, requires_grad=True)
+        with redirected_relus(model.module, redirect):
+            objective(activations(model, x, objective.layers)).sum().backward()
+        grads.append(x.grad.abs().sum().item())
+    assert grads[0] == 0 and grads[1] > 0
+
+
+def test_unit_renders_the_same_alone_and_in_a_batch(tiny, cpu):
+    unit = Unit("features.5", 7)
+    (alone,) = render_batch(tiny, [unit], FAST, cpu)
+    batch = render_batch(tiny, [Unit("features.5", 2), unit, Unit("features.5", 11)], FAST, cpu)
+    inside = batch[1]
+    assert inside.unit == unit
+    assert np.abs(alone.images[0].astype(int) - inside.images[0].astype(int)).max() <= 1
+    assert np.allclose(alone.curve, inside.curve, rtol=1e-4, atol=1e-4)
+
+
+def test_same_settings_and_seed_give_the_same_image(tiny, cpu):
+    first, second = (render_batch(tiny, [Unit("features.3", 1)], FAST, cpu)[0] for _ in range(2))
+    assert np.array_equal(first.images[0], second.images[0])
+    (other_seed,) = render_batch(tiny, [Unit("features.3", 1)], FAST.replace(seed=1), cpu)
+    assert not np.array_equal(first.images[0], other_seed.images[0])
+
+
+@pytest.mark.parametrize("unit", [
+    Unit("features.5", 1, "channel"),
+    Unit("features.5", 1, "neuron"),
+    Unit("features.5", 0, "deepdream"),
+    Unit("classifier.3", 4, "logit"),
+    Unit("classifier.3", 4, "prob"),
+    Unit("features.5", 1, "channel", negative=True),
+    Unit("features.5", 1, "channel", diversity=3),
+    Unit("classifier.3", 4, "logit", diversity=2),
+])
+def test_every_objective_kind_renders(tiny, cpu, unit):
+    (result,) = render_batch(tiny, [unit], FAST, cpu)
+    assert result.error is None
+    assert len(result.images) == unit.diversity
+    for image in result.images:
+        assert image.shape == (32, 32, 3) and image.dtype == np.uint8
+    assert np.isfinite(result.curve).all() and np.isfinite(result.final_objectives).all()
+    assert (result.class_probability is not None) == (unit.objective in ("logit", "prob"))
+    if result.class_probability is not None:
+        assert 0 <= result.class_probability <= 1
+
+
+def test_diversity_makes_images_differ_more_than_noise(tiny, cpu):
+    (result,) = render_batch(tiny, [Unit("features.5", 1, diversity=2)], FAST.replace(steps=20), cpu)
+    a, b = (img.astype(float) for img in result.images)
+    assert np.abs(a - b).mean() > 1.0
+
+
+def test_objectives_compose(tiny):
+    acts = activations(tiny, torch.rand(2, 3, 32, 32), {"features.5"})
+    a, b = objectives.channel("features.5", 1), objectives.channel("features.5", 2)
+    combined = 2 * a - b
+    assert torch.allclose(combined(acts), 2 * a(acts) - b(acts))
+    assert combined.layers == {"features.5"}
+    per_image = objectives.channel("features.5", torch.tensor([1, 2]))(acts)
+    assert torch.allclose(per_image, torch.stack([a(acts)[0], b(acts)[1]]))
+
+
+@pytest.mark.parametrize("kind", ["fourier", "pixel"])
+def test_parameterizations_give_valid_images(kind):
+    p = param.make(kind, 40)
+    raw = torch.stack([p.init(torch.Generator().manual_seed(i)) for i in range(3)]) * 100
+    images = p.to_image(raw)
+    assert images.shape == (3, 3, 40, 40)
+    assert images.min() >= 0 and images.max() <= 1
+    assert not torch.equal(images[0], images[1])
+
+
+def test_fourier_init_is_low_contrast_grey_with_structure():
+    p = param.fourier(64, 64)
+    image = p.to_image(p.init(torch.Generator().manual_seed(0))[None])
+    assert abs(image.mean().item() - 0.5) < 0.05 and image.std().item() > 0
+
+
+def test_transforms_are_drawn_per_image_and_differentiable():
+    images = torch.rand(4, 3, 32, 32, requires_grad=True)
+    views = torch.stack([transforms.draw(5, torch.Generator().manual_seed(i)) for i in range(4)])
+    out = transforms.apply(images, views[:, 0])
+    assert out.shape == (4, 3, transforms.output_size(32), transforms.output_size(32))
+    assert not torch.equal(views[0], views[1])
+    out.sum().backward()
+    assert images.grad.abs().sum() > 0
+
+
+def test_identity_transform_keeps_the_image():
+    images = torch.rand(1, 3, 32, 32)
+    identity = torch.tensor([[(d - 1) / 2 for d in (8, 8, 4, 4)] + [1.0, 0.0]]) * torch.tensor([0, 0, 0, 0, 1, 1.0])
+    out = transforms.apply(images, identity)
+    crop = (out.shape[-1] - 32) // 2
+    assert torch.allclose(out[..., crop:crop + 32, crop:crop + 32], images, atol=1e-5)
+
+
+def test_render_yields_batches_grouped_by_layer(tiny, cpu):
+    units = [Unit("features.0", 1), Unit("features.5", 1), Unit("features.0", 2), Unit("classifier.3", 0, "logit")]
+    batches = list(render(tiny, units, FAST.replace(steps=2), cpu, batch_size=8))
+    assert [[r.unit for r in batch] for batch in batches] == [[units[0], units[2]], [units[1]], [units[3]]]
+
+
+def test_bad_names_give_clear_errors(tiny):
+    with pytest.raises(AtlasError, match="unknown model 'vgg17'.*did you mean"):
+        load_model("vgg17")
+    with pytest.raises(AtlasError, match="no layer 'features.55'.*did you mean"):
+        tiny.layer("features.55")
+    with pytest.raises(AtlasError, match="unknown objective"):
+        Unit("features.0", 1, "banana")
+    with pytest.raises(AtlasError, match="cannot import model factory"):
+        load_model("tests.tinynet:nope")
+
+
+def test_settings_reject_nonsense():
+    for bad in ({"size": 0}, {"size": 100_000}, {"steps": 0}, {"lr": -1}, {"param": "wavelet"}):
+        with pytest.raises(AtlasError):
+            Settings(**bad)

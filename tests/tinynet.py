@@ -1,0 +1,29 @@
+"""Small models for tests: real code paths at a fraction of a second per render.
+
+`atlas build tests.tinynet:tiny_vgg` loads one by import path, as users load
+their own architectures.
+"""
+
+from torch import nn
+
+
+class TinyVGG(nn.Module):
+    """VGG-shaped: `features.N` convs followed by in-place ReLUs, `classifier.3` logits."""
+
+    def __init__(self, classes: int = 10):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(inplace=True),
+                                        nn.Linear(32, classes))
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+def tiny_vgg() -> nn.Module:
+    return TinyVGG()
