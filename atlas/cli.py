@@ -92,9 +92,13 @@ def layers(model, weights):
 @click.option("--shard", help="Render only shard K of N (1-based) of the plan, e.g. 2/8.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and a measured time estimate; render nothing.")
 @click.option("--site/--no-site", "write_site", default=True, help="Write the website at the end.")
+@click.option("--examples", "examples_dir", type=click.Path(path_type=Path),
+              help="A folder of natural images: show each unit's top examples beside its visualization.")
+@click.option("--examples-k", type=click.IntRange(min=1, max=100), default=9, show_default=True,
+              help="Top examples kept per unit.")
 def build(model, preset, layers, channels, classes, unit_specs, objective, class_objective, negative, diversity,
           size, steps, lr, param, precision, seed, batch_size, device, weights, cache_dir, out, shard, dry_run,
-          write_site):
+          write_site, examples_dir, examples_k):
     """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
     from . import build as builds, cache, distributed
     from . import device as devices
@@ -123,12 +127,16 @@ def build(model, preset, layers, channels, classes, unit_specs, objective, class
     _check_writable(cache_dir, "cache dir")
     if write_site and not dry_run:
         _check_writable(out, "output dir")
+    if examples_dir is not None:
+        from .examples import list_images
+        list_images(examples_dir)  # a bad folder fails now, not after the render
     rank, world = distributed.start()
     loaded = to_device(load_model(model, weights), target)
     given = {"size": pick(size, "size"), "steps": pick(steps, "steps"), "lr": lr, "param": param, "seed": seed}
     settings = Settings(**{key: value for key, value in given.items() if value is not None},
                         precision=devices.resolve_precision(precision or "auto", target, loaded.module))
-    units = plans.shard(plans.shard(builds.select_units(loaded, selection), k, n), rank + 1, world)
+    selected = builds.select_units(loaded, selection)
+    units = plans.shard(plans.shard(selected, k, n), rank + 1, world)
     plan = plans.make_plan(loaded, units, settings, cache_dir)
     who = f"[rank {rank}/{world}] " if world > 1 else ""
     click.echo(f"{who}{loaded.name} ({loaded.weights}) on {devices.describe(target)}, {settings.precision}: "
@@ -158,6 +166,9 @@ def build(model, preset, layers, channels, classes, unit_specs, objective, class
         click.echo(f"  failed: {label}", err=True)
 
     distributed.wait_for_all()
+    if rank == 0 and examples_dir is not None:
+        _find_examples(loaded, sorted({u.layer for u in selected}), examples_dir, cache_dir, target,
+                       examples_k, batch_size)
     if rank == 0 and write_site and n == 1:
         click.echo(f"site: {_write_site(cache_dir, out)}")
     elif rank == 0 and n > 1:
@@ -183,10 +194,17 @@ def serve(out, port):
     """Preview the website on http://127.0.0.1:PORT."""
     from .site import serve as serve_site
 
-    if not (out / "index.html").is_file():
-        raise AtlasError(f"no site at {out}: run `atlas build` or `atlas render` first")
-    click.echo(f"serving {out} at http://127.0.0.1:{port}/ (Ctrl-C stops)")
     serve_site(out, port=port)
+
+
+def _find_examples(model, layers, folder, cache_dir, device, k, batch_size):
+    from .examples import find_examples, list_images
+
+    with click.progressbar(length=len(list_images(folder)), label="dataset examples", show_eta=True,
+                           file=sys.stderr) as bar:
+        _, rate = find_examples(model, layers, folder, cache_dir, device, k, batch_size or 32, bar.update)
+    click.echo(f"dataset examples for {len(layers)} layers: "
+               + (f"{rate:.1f} images/s" if rate else "from cache"))
 
 
 def _write_site(cache_dir: Path, out: Path) -> Path:

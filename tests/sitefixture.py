@@ -1,0 +1,118 @@
+"""A tiny cache for the site tests: two models, a few layers, synthetic images.
+
+Nothing here runs the renderer: images are noise and gradients, metadata is made
+up in the shape `atlas build` writes. It covers what pages must handle: several
+renders of one unit, a failed render, a unit rendered twice with different
+settings (the newest wins), a DeepDream layer render, a hostile layer name and a
+hostile class name, and reference units both rendered and not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from atlas import cache
+from atlas.settings import RECIPE_VERSION, Settings
+from atlas.units import Unit
+
+HOSTILE = "<script>alert(1)</script>\"'&amp; ü漢"
+HOSTILE_LAYER = "features.evil" + HOSTILE
+SIZE = 32  # small images keep the suite fast; real builds use 224
+
+VGG16_CONV = [(0, 64), (2, 64), (5, 128), (7, 128), (10, 256), (12, 256), (14, 256),
+              (17, 512), (19, 512), (21, 512), (24, 512), (26, 512), (28, 512)]
+
+
+@dataclass
+class FixtureCache:
+    root: Path
+    # (model, layer, index) of every unit page the site must have
+    units: set = field(default_factory=set)
+    failed: set = field(default_factory=set)
+    stale_key: str = ""      # an older render the site must not show
+    fresh_key: str = ""      # the newer render of the same unit
+
+
+def _image(seed: int, size: int = SIZE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 255, size)[None, :, None] * rng.random(3)
+    noise = rng.integers(0, 96, (size, size, 3))
+    return np.clip(ramp + noise, 0, 255).astype(np.uint8)
+
+
+def _class_names() -> list[str]:
+    names = [f"class number {i}" for i in range(1000)]
+    names[1], names[3], names[7], names[30] = "goldfish", "tiger shark", "cock", "bullfrog"
+    names[5] = HOSTILE
+    return names
+
+
+def _card(name: str, fingerprint: str, conv: list[tuple[int, int]], extra=()) -> dict:
+    layers = [{"name": f"features.{n}", "type": "Conv2d", "channels": c} for n, c in conv]
+    layers += [{"name": n, "type": "Conv2d", "channels": c} for n, c in extra]
+    layers.append({"name": "classifier.6", "type": "Linear", "channels": 1000})
+    return {"slug": f"{name}-{fingerprint[:6]}", "name": name, "weights": "IMAGENET1K_V1",
+            "fingerprint": fingerprint, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+            "layers": layers, "output_layer": "classifier.6", "class_names": _class_names()}
+
+
+def make_cache(root: Path) -> FixtureCache:
+    root = Path(root)
+    fx = FixtureCache(root)
+    counter = iter(range(10_000))
+
+    def add(card, layer, index, objective="channel", negative=False, diversity=1,
+            failed=False, steps=64, error="CUDA out of memory"):
+        n = next(counter)
+        unit = Unit(layer, index, objective, negative, diversity)
+        settings = Settings(size=SIZE, steps=steps)
+        key = cache.entry_key(card["name"], card["fingerprint"], unit, settings)
+        curve = list(np.log1p(np.arange(steps)) * (1 + n % 3) + np.sin(np.arange(steps)))
+        meta = {
+            "status": "failed" if failed else "ok", "model": card["name"],
+            "fingerprint": card["fingerprint"], "weights": card["weights"],
+            "unit": unit.as_dict(), "settings": settings.as_dict(),
+            "recipe_version": RECIPE_VERSION, "curve": [] if failed else curve,
+            "final_objective": None if failed else curve[-1],
+            "final_objectives": [] if failed else [curve[-1]] * diversity,
+            "class_probability": (0.25 + n % 5 / 10) if objective in ("logit", "prob") and not failed else None,
+            "seconds": 1.5 + n, "device": "cpu", "created": f"2025-01-01T00:{n // 60:02d}:{n % 60:02d}+00:00",
+        }
+        if failed:
+            meta["error"] = error
+        images = [] if failed else [_image(n * 10 + i) for i in range(diversity)]
+        entry = cache.store(root, key, meta, images)
+        if objective != "deepdream":
+            (fx.failed if failed else fx.units).add((card["slug"], layer, index))
+        return entry
+
+    vgg16 = _card("vgg16", "a1b2c3d4e5f6a7b8", VGG16_CONV, extra=[(HOSTILE_LAYER, 8)])
+    vgg19 = _card("vgg19", "0f0e0d0c0b0a0908", [(0, 64), (28, 512), (34, 512)])
+    cache.store_model_card(root, vgg16)
+    cache.store_model_card(root, vgg19)
+
+    for k in (0, 1, 2, 63):
+        add(vgg16, "features.0", k)
+    add(vgg16, "features.12", 3)
+    add(vgg16, "features.12", 3, negative=True)
+    add(vgg16, "features.12", 3, diversity=3)
+    add(vgg16, "features.12", 3, objective="neuron")
+    add(vgg16, "features.12", 105, failed=True, error=f"failed because {HOSTILE}")
+    add(vgg16, "features.19", 54)
+    fx.stale_key = add(vgg16, "features.28", 54, steps=32).key   # older
+    fx.fresh_key = add(vgg16, "features.28", 54, steps=48).key   # newer: shown
+    add(vgg16, "features.28", 264)
+    add(vgg16, "features.28", 0, objective="deepdream")
+    add(vgg16, HOSTILE_LAYER, 0)
+    add(vgg16, HOSTILE_LAYER, 1)
+    for c in (1, 3, 5):
+        add(vgg16, "classifier.6", c, objective="logit")
+    add(vgg16, "classifier.6", 1, objective="prob")
+    add(vgg16, "classifier.6", 7, objective="logit", failed=True)
+
+    add(vgg19, "features.28", 54)
+    add(vgg19, "classifier.6", 1, objective="logit")
+    return fx

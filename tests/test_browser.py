@@ -1,0 +1,186 @@
+"""The site in a real browser: Debian's headless Chromium driven by Playwright.
+
+Walks home → model → layer → unit on a local server, checks every image loaded
+and the console stayed clean, uses the class filter, and saves a screenshot of
+each page type into test-output/screenshots/ for a person to look at.
+
+Needs `pip install playwright` and `apt-get install chromium` (Playwright's own
+browser download is not used). Without them the tests skip, except under CI
+(CI=true), where a missing browser is a failure rather than a silent skip.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from atlas.site import make_server, write_site
+from sitefixture import make_cache
+
+SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def _missing(reason: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"browser test cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install playwright)")
+    executable = os.environ.get("ATLAS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not executable:
+        _missing("no chromium on PATH (apt-get install chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    make_cache(root / "cache")
+    write_site(root / "cache", root / "site")
+    server = make_server(root / "site", port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root / "site", f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+class Watched:
+    """A page whose console errors, failed requests and dialogs are collected."""
+
+    def __init__(self, browser, **options):
+        self.context = browser.new_context(viewport={"width": 1280, "height": 860}, **options)
+        self.page = self.context.new_page()
+        self.problems: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url}"))
+        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
+        self.page.on("dialog", lambda d: (self.problems.append(f"dialog: {d.message}"), d.dismiss()))
+
+    def check_images(self) -> int:
+        """Scroll every image into view (lazy ones load then), wait, and assert all decoded."""
+        page = self.page
+        page.evaluate("""async () => {
+            for (const img of document.images) {
+                img.scrollIntoView({block: 'center', inline: 'center'});
+                await new Promise(r => requestAnimationFrame(r));
+            }
+        }""")
+        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
+        broken = page.evaluate("Array.from(document.images).filter(i => i.naturalWidth === 0).map(i => i.src)")
+        assert not broken, f"{page.url}: images did not load: {broken}"
+        page.evaluate("window.scrollTo(0, 0)")
+        return page.evaluate("document.images.length")
+
+    def shot(self, name: str, full_page: bool = True) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=full_page)
+
+    def close(self) -> None:
+        self.context.close()
+        assert not self.problems, self.problems
+
+
+def test_home_model_layer_unit(browser, site):
+    _, base = site
+    w = Watched(browser)
+    page = w.page
+    page.goto(base + "index.html")
+    assert w.check_images() >= 8
+    w.shot("home")
+
+    page.click("text=vgg16 >> nth=0")
+    page.wait_for_url("**/models/vgg16-a1b2c3/index.html")
+    assert w.check_images() > 10
+    w.shot("model")
+
+    page.click(".layer-head a:text-is('features.28')")
+    page.wait_for_url("**/layers/features.28/index.html")
+    assert w.check_images() == 3     # two channels and the DeepDream render of the layer
+    w.shot("layer")
+
+    page.click(".grid a.tile >> nth=0")
+    page.wait_for_url("**/layers/features.28/54.html")
+    assert page.locator("svg polyline").count() == 1
+    assert w.check_images() >= 3     # full image plus the same channel elsewhere
+    w.shot("unit")
+
+    page.click("a[rel=next]")
+    page.wait_for_url("**/layers/features.28/264.html")
+
+    page.goto(base + "models/vgg16-a1b2c3/layers/features.12/3.html")   # all variants
+    assert w.check_images() == 6     # channel, negative, neuron, three diverse images
+    w.shot("unit-variants")
+    page.goto(base + "models/vgg16-a1b2c3/layers/features.12/105.html")
+    assert page.locator(".failbox").is_visible()
+    w.shot("unit-failed")
+    w.close()
+
+
+def test_class_filter_narrows_the_list(browser, site):
+    _, base = site
+    w = Watched(browser)
+    page = w.page
+    page.goto(base + "models/vgg16-a1b2c3/classes.html")
+    visible = "#class-list > li:visible"
+    assert page.locator(visible).count() == 1000
+    page.fill("#class-filter", "gold")
+    assert page.locator(visible).count() == 1
+    assert "goldfish" in page.locator(visible).inner_text()
+    assert page.inner_text("#class-count") == "1 of 1000 classes"
+    page.fill("#class-filter", "")
+    page.type("#class-filter", "number 99")          # as typed, key by key
+    assert 1 < page.locator(visible).count() < 20
+    page.fill("#class-filter", "script")              # the hostile name is data, not code
+    assert page.locator(visible).count() == 1
+    w.check_images()
+    page.fill("#class-filter", "")
+    w.shot("classes", full_page=False)
+    w.close()
+
+
+def test_results_page(browser, site):
+    _, base = site
+    w = Watched(browser)
+    w.page.goto(base + "models/vgg16-a1b2c3/results.html")
+    assert w.check_images() == 7
+    assert w.page.locator("#channel-table figure").count() == 17
+    assert w.page.locator("#class-table figure").count() == 34
+    w.shot("results")
+    w.close()
+
+
+def test_class_list_without_javascript(browser, site):
+    _, base = site
+    w = Watched(browser, java_script_enabled=False)
+    w.page.goto(base + "models/vgg16-a1b2c3/classes.html")
+    assert w.page.locator("#class-list > li:visible").count() == 1000
+    assert not w.page.locator("#class-filter").is_visible()
+    w.close()
+
+
+def test_site_works_from_file_urls(browser, site):
+    folder, _ = site
+    w = Watched(browser)
+    w.page.goto((folder / "index.html").as_uri())
+    w.page.click("text=vgg16 >> nth=0")
+    w.page.click(".layer-head a:text-is('features.0')")
+    w.page.click(".grid a.tile >> nth=0")
+    assert w.page.url.endswith("/layers/features.0/0.html")
+    w.check_images()
+    w.close()

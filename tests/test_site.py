@@ -1,0 +1,274 @@
+"""The static site, built from a tiny synthetic cache (tests/sitefixture.py)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import pytest
+from PIL import Image
+
+from atlas import cache
+from atlas.errors import AtlasError
+from atlas.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label
+from atlas.site import curve_plot, make_server, safe_name, write_site
+from sitefixture import HOSTILE, HOSTILE_LAYER, make_cache
+
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("site")
+    fx = make_cache(root / "cache")
+    index = write_site(root / "cache", root / "site")
+    return fx, root / "site", index
+
+
+class Page(HTMLParser):
+    """Every link and image reference of one page, plus a few things tests look at."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.refs: list[tuple[str, str]] = []      # (tag, url)
+        self.scripts: list[dict] = []
+        self.figures: list[dict] = []
+        self.title = ""
+        self._in_title = False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        for name in ("href", "src"):
+            if attrs.get(name) is not None:
+                self.refs.append((tag, attrs[name]))
+        if tag == "script":
+            self.scripts.append(attrs)
+        if tag == "figure" and "data-ref" in attrs:
+            self.figures.append(attrs)
+        self._in_title = tag == "title"
+
+    def handle_endtag(self, tag):
+        self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title += data
+
+
+def pages(site: Path) -> dict[Path, Page]:
+    return {p: Page(p.read_text(encoding="utf-8")) for p in sorted(site.rglob("*.html"))}
+
+
+def local_target(page: Path, url: str) -> Path | None:
+    """The file a relative link points at, or None for in-page and data: links."""
+    parts = urlsplit(url)
+    assert not parts.scheme or parts.scheme == "data", f"{page.name}: external link {url}"
+    assert not url.startswith("/"), f"{page.name}: absolute link {url}"
+    if parts.scheme == "data" or not parts.path:
+        return None
+    return (page.parent / unquote(parts.path)).resolve()
+
+
+def test_every_page_renders(built):
+    fx, site, index = built
+    assert index == site / "index.html"
+    found = pages(site)
+    for slug, layer, i in fx.units | fx.failed:
+        assert site / "models" / slug / "layers" / safe_name(layer) / f"{i}.html" in found
+    for slug in ("vgg16-a1b2c3", "vgg19-0f0e0d"):
+        for name in ("index.html", "classes.html", "results.html"):
+            assert site / "models" / slug / name in found
+    for path, page in found.items():
+        text = path.read_text(encoding="utf-8")
+        assert text.startswith("<!doctype html>") and text.rstrip().endswith("</html>"), path
+        assert page.title.strip(), path
+    assert (site / ".nojekyll").exists() and (site / "style.css").exists()
+
+
+def test_no_broken_links_or_missing_images(built):
+    _, site, _ = built
+    site = site.resolve()
+    checked = 0
+    for path, page in pages(site).items():
+        for tag, url in page.refs:
+            target = local_target(path.resolve(), url)
+            if target is None:
+                continue
+            assert target.is_relative_to(site), f"{path}: {url} leaves the site"
+            assert target.is_file(), f"{path.relative_to(site)}: broken {tag} {url}"
+            if tag == "img":
+                with Image.open(target) as image:
+                    image.verify()
+            checked += 1
+    assert checked > 100
+
+
+def test_every_page_reachable_from_home(built):
+    _, site, index = built
+    site = site.resolve()
+    seen, todo = set(), [index.resolve()]
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for _, url in Page(path.read_text(encoding="utf-8")).refs:
+            target = local_target(path, url)
+            if target is not None and target.suffix == ".html":
+                todo.append(target)
+    assert seen == {p.resolve() for p in site.rglob("*.html")}
+
+
+def test_hostile_names_are_escaped(built):
+    _, site, _ = built
+    for path, page in pages(site).items():
+        text = path.read_text(encoding="utf-8")
+        assert "<script>alert" not in text, path
+        # The only script is the class filter, loaded from the site itself.
+        assert all(s.get("src", "").endswith("filter.js") for s in page.scripts), path
+    layer_dir = site / "models/vgg16-a1b2c3/layers" / safe_name(HOSTILE_LAYER)
+    for page in (layer_dir / "index.html", layer_dir / "0.html", site / "models/vgg16-a1b2c3/index.html",
+                 site / "models/vgg16-a1b2c3/classes.html", site / "models/vgg16-a1b2c3/layers/classifier.6/5.html",
+                 site / "models/vgg16-a1b2c3/layers/features.12/105.html"):
+        text = page.read_text(encoding="utf-8")
+        assert ESCAPED in text and "&amp;amp;" in text and "ü漢" in text, page
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", layer_dir.name)
+
+
+def test_results_page_holds_exactly_the_reference_units(built):
+    _, site, _ = built
+    text = (site / "models/vgg16-a1b2c3/results.html").read_text(encoding="utf-8")
+    channel_part, class_part = text.split('id="class-table"')
+    channels = Page(channel_part).figures
+    classes = Page(class_part).figures
+    assert [f["data-ref"] for f in channels] == [reference_channel_label(n, k) for n, k in REFERENCE_CHANNELS]
+    assert [int(f["data-ref"]) for f in classes] == list(REFERENCE_CLASSES)
+
+    # Rendered cells show their image and link to the unit page; the rest say how to render them.
+    def cell(part, ref):
+        return re.search(rf'data-ref="{re.escape(ref)}">(.*?)</figure>', part, re.S).group(1)
+
+    for ref, unit_page in (("Layer(0)[63]", "features.0/63.html"), ("Layer(12)[3]", "features.12/3.html"),
+                           ("Layer(28)[54]", "features.28/54.html")):
+        assert f'href="layers/{unit_page}"' in cell(channel_part, ref) and "<img" in cell(channel_part, ref)
+    assert "render failed" in cell(channel_part, "Layer(12)[105]")
+    assert "atlas build vgg16 --preset results" in cell(channel_part, "Layer(14)[181]")
+    assert "<img" in cell(class_part, "1") and "goldfish" in cell(class_part, "1")
+    assert "render failed" in cell(class_part, "7")
+    assert "atlas build vgg16 --preset results" in cell(class_part, "987")
+    assert channel_part.count("<img") == 5 and class_part.count("<img") == 2
+
+    vgg19 = (site / "models/vgg19-0f0e0d/results.html").read_text(encoding="utf-8")
+    assert "vgg19 has no layer features.12" in vgg19
+    assert "atlas build vgg19 --preset results" in vgg19
+
+
+def test_unit_page_shows_every_render_and_its_facts(built):
+    _, site, _ = built
+    layers = site / "models/vgg16-a1b2c3/layers"
+    text = (layers / "features.12/3.html").read_text(encoding="utf-8")
+    for variant in ("channel", "negative channel", "channel ×3", "neuron"):
+        assert f"<h2>{variant}</h2>" in text
+    assert text.index("<h2>channel</h2>") < text.index("<h2>negative channel</h2>")
+    assert text.count("images/full/") == 2 * 6  # six images, each an <a> around an <img>
+    assert "<polyline" in text and "final value" in text and "on cpu" in text
+    assert 'rel="next" href="105.html"' in text and "← first" in text
+
+    failed = (layers / "features.12/105.html").read_text(encoding="utf-8")
+    assert "Render failed" in failed and "images/full/" not in failed
+
+    cls = (layers / "classifier.6/1.html").read_text(encoding="utf-8")
+    assert "goldfish" in cls and "class probability" in cls and "%" in cls
+    assert "../../../vgg19-0f0e0d/layers/classifier.6/1.html" in cls  # same class, other model
+
+    channel54 = (layers / "features.28/54.html").read_text(encoding="utf-8")
+    assert 'href="../features.19/54.html"' in channel54        # same channel, other layer
+    assert "vgg19-0f0e0d/layers/features.28/54.html" in channel54
+
+
+def test_newest_render_of_a_unit_wins(built):
+    fx, site, _ = built
+    text = (site / "models/vgg16-a1b2c3/layers/features.28/54.html").read_text(encoding="utf-8")
+    assert fx.fresh_key in text and fx.stale_key not in text
+    assert not list((site / "images").rglob(f"{fx.stale_key}*"))
+
+
+def test_layer_grid_is_lazy_thumbnails(built):
+    _, site, _ = built
+    text = (site / "models/vgg16-a1b2c3/layers/features.0/index.html").read_text(encoding="utf-8")
+    thumbs = re.findall(r'<img src="([^"]+)"[^>]*loading="lazy"', text)
+    assert len(thumbs) == 4 and all(t.endswith(".webp") for t in thumbs)
+    classes = (site / "models/vgg16-a1b2c3/classes.html").read_text(encoding="utf-8")
+    assert classes.count("<li ") == 1000 and 'id="class-filter"' in classes
+
+
+def test_rewrite_drops_stale_pages_and_reuses_images(tmp_path):
+    fx = make_cache(tmp_path / "cache")
+    write_site(tmp_path / "cache", tmp_path / "site")
+    thumbs = {p: p.stat().st_mtime_ns for p in (tmp_path / "site/images/thumb").iterdir()}
+    gone = next(e for e in cache.scan(tmp_path / "cache") if e.meta["unit"] == {
+        "layer": "features.0", "index": 1, "objective": "channel", "negative": False, "diversity": 1})
+    next((tmp_path / "cache/entries").glob(f"*/{gone.key}.json")).unlink()
+    (tmp_path / "site/images/thumb/leftover.webp").write_bytes(b"x")
+
+    write_site(tmp_path / "cache", tmp_path / "site")
+    layer = tmp_path / "site/models/vgg16-a1b2c3/layers/features.0"
+    assert not (layer / "1.html").exists() and (layer / "2.html").exists()
+    assert not (tmp_path / "site/images/thumb/leftover.webp").exists()
+    assert not list((tmp_path / "site/images").rglob(f"{gone.key}*"))
+    for path, mtime in thumbs.items():
+        if gone.key not in path.name:
+            assert path.stat().st_mtime_ns == mtime, f"{path.name} was made again"
+    assert fx.units
+
+
+def test_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.html").write_text("keep me")
+    with pytest.raises(AtlasError, match="not written by atlas"):
+        write_site(tmp_path / "cache", tmp_path / "mine")
+    assert (tmp_path / "mine" / "notes.html").exists()
+
+
+def test_gh_pages_worktree_can_be_the_site_folder(tmp_path):
+    (tmp_path / "site/.git/refs/tags").mkdir(parents=True)      # an empty folder git wants kept
+    (tmp_path / "site/.git/info.html").write_text("not a page")
+    make_cache(tmp_path / "cache")
+    write_site(tmp_path / "cache", tmp_path / "site")
+    assert (tmp_path / "site/.git/refs/tags").is_dir() and (tmp_path / "site/.git/info.html").exists()
+
+
+def test_empty_cache_gives_a_home_page_that_says_so(tmp_path):
+    index = write_site(tmp_path / "nothing", tmp_path / "site")
+    assert "No models built yet" in index.read_text(encoding="utf-8")
+
+
+def test_curve_plot_survives_odd_curves():
+    assert curve_plot([]) is None and curve_plot([1.0]) is None
+    plot = curve_plot([float("nan"), 1.0, float("inf"), 2.0, 2.0])
+    assert plot["min"] == 1.0 and plot["max"] == 2.0 and plot["steps"] == 5
+    long = curve_plot([float(i) for i in range(5000)])
+    assert len(long["points"].split()) <= 260
+    assert curve_plot([3.0, 3.0])["points"]  # flat curve: no division by zero
+
+
+def test_preview_server_serves_the_site(built):
+    _, site, _ = built
+    server = make_server(site, port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        with urllib.request.urlopen(base + "index.html", timeout=5) as reply:
+            assert b"Feature visualization atlas" in reply.read()
+        thumb = next((site / "images/thumb").iterdir()).name
+        with urllib.request.urlopen(base + "images/thumb/" + thumb, timeout=5) as reply:
+            assert reply.headers["Content-Type"] == "image/webp"
+    finally:
+        server.shutdown()
+        server.server_close()
