@@ -87,11 +87,26 @@ class Summary:
 
 def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: Path, device: torch.device,
                 batch_size: int | None = None, on_batch: Callable[[int], None] = lambda n: None) -> Summary:
-    """Render every unit the plan still needs and store each into the cache."""
+    """Render every unit the plan still needs and store each into the cache.
+
+    Batches are cut from the whole plan, cached units included, and every batch
+    that still holds a unit to render is rendered whole: a unit's pixels depend
+    (by float rounding, amplified over the steps) on which units share its batch,
+    so this is what makes a resumed build store the same image bytes as one that
+    was never interrupted. Cached units in such a batch are rendered again but
+    not stored. That costs at most the cached units that share a batch with new
+    ones: after a kill, only those of the batch it cut short while storing.
+    """
     start = time.perf_counter()
     summary = Summary(cached=len(plan.cached))
     where = devices.describe(device)
-    for results in render(model, plan.todo, settings, device, batch_size):
+    todo = set(plan.todo)
+    size = batch_size or devices.default_batch_size(device, settings.size)
+    # Concatenated, the chosen batches cut back into exactly themselves: only a
+    # group's last batch can be short, and it stays last.
+    work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
+    for results in render(model, work, settings, device, size):
+        results = [result for result in results if result.unit in todo]
         for result in results:
             if result.error:
                 result = _retry(model, result.unit, settings, device)

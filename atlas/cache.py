@@ -16,6 +16,7 @@ metadata with the other's images: the last metadata written wins, whole.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -74,14 +75,22 @@ def store(root: Path, key: str, meta: dict, images: list[np.ndarray] = ()) -> En
     folder = _entry_dir(root, key)
     nonce = secrets.token_hex(4)
     records, paths = [], []
-    for i, image in enumerate(images):
-        data = _png_bytes(image)
-        path = folder / f"{key}.{nonce}.{i}.png"
-        atomic_write(path, data)
-        records.append({"file": path.name, "sha256": hashlib.sha256(data).hexdigest()})
-        paths.append(path)
-    meta = {**meta, "key": key, "images": records}
-    atomic_write(folder / f"{key}.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+    try:
+        for i, image in enumerate(images):
+            data = _png_bytes(image)
+            path = folder / f"{key}.{nonce}.{i}.png"
+            atomic_write(path, data)
+            records.append({"file": path.name, "sha256": hashlib.sha256(data).hexdigest()})
+            paths.append(path)
+        meta = {**meta, "key": key, "images": records}
+        atomic_write(folder / f"{key}.json", json.dumps(meta, indent=1, sort_keys=True).encode())
+    except AtlasError:
+        # No metadata names these images (their nonce is ours alone): remove them
+        # rather than leave orphans on a disk that is already full.
+        for path in paths:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
     return Entry(key, meta, tuple(paths))
 
 

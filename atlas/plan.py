@@ -14,7 +14,7 @@ from . import cache
 from .errors import AtlasError
 from .models import Model
 from .settings import Settings
-from .units import CLASS_OBJECTIVES, Unit
+from .units import Unit
 
 
 def parse_indices(text: str, limit: int, what: str) -> list[int]:
@@ -60,20 +60,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def shard(units: list[Unit], k: int, n: int) -> list[Unit]:
     """Shard K of N (1-based): every N-th unit, so each shard gets every layer's share."""
     return units[k - 1::n]
-
-
-def conv_units(model: Model, layers, objective: str = "channel", negative: bool = False,
-               diversity: int = 1, channels: int | None = None) -> list[Unit]:
-    """Every channel (or the first `channels`) of each layer."""
-    return [Unit(layer.name, i, objective, negative, diversity)
-            for layer in layers for i in range(min(layer.channels, channels or layer.channels))]
-
-
-def class_units(model: Model, classes: list[int], objective: str = "logit", negative: bool = False,
-                diversity: int = 1) -> list[Unit]:
-    if objective not in CLASS_OBJECTIVES:
-        raise AtlasError(f"class objective must be one of {', '.join(CLASS_OBJECTIVES)}")
-    return [Unit(model.output_layer, i, objective, negative, diversity) for i in classes]
 
 
 def batch_key(unit: Unit) -> tuple:
