@@ -16,17 +16,16 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 
 from . import cache
-from . import device as devices
 from .errors import AtlasError
 from .models import Model
 from .optvis.hooks import activations
@@ -214,3 +213,41 @@ def _jpeg(crop: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
+
+
+class UnreadableExamplesWarning(UserWarning):
+    """A stored examples file could not be read; the site leaves it out."""
+
+
+def scan_examples(root: Path) -> dict[tuple[str, str, str], dict]:
+    """The newest stored examples result per (model, fingerprint, layer) in the cache.
+
+    Each value is the stored result as `find_examples` wrote it, plus ``"key"`` (the
+    file's stem, which names its crops' folder). "Newest" is the file written last:
+    a layer redone with other images or another k replaces the old result on the
+    site, which the old one's different key leaves in the cache. Files that cannot
+    be read, or are not shaped like a result, warn and are skipped.
+    """
+    newest: dict[tuple[str, str, str], tuple[tuple[int, str], dict]] = {}
+    for path in sorted((Path(root) / "examples").glob("*.json")):
+        try:
+            when = path.stat().st_mtime_ns
+            result = json.loads(path.read_bytes())
+            if not isinstance(result, dict):
+                raise ValueError("not a JSON object")
+            ident = tuple(result[name] for name in ("model", "fingerprint", "layer"))
+            if not all(isinstance(part, str) for part in ident):
+                raise ValueError("model, fingerprint and layer must be strings")
+            channels = result["channels"]
+            if not isinstance(channels, list) or not all(isinstance(c, list) for c in channels):
+                raise ValueError("channels is not a list of lists")
+        except FileNotFoundError:
+            continue  # replaced or removed while we looked
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            warnings.warn(f"unreadable dataset examples {path.name} ({err or type(err).__name__}); skipped",
+                          UnreadableExamplesWarning, stacklevel=2)
+            continue
+        order = (when, path.stem)
+        if ident not in newest or order > newest[ident][0]:
+            newest[ident] = (order, {**result, "key": path.stem})
+    return {ident: result for ident, (_, result) in newest.items()}

@@ -9,6 +9,7 @@ works from ``file://``, a local server, or a GitHub Pages project sub-path)::
     style.css, filter.js, .nojekyll
     images/full/<key>-<sha>.png               full renders, linked from the cache
     images/thumb/<key>-<sha>.webp             grid thumbnails, made once
+    images/examples/<sha>.jpg                 dataset-example crops, named by content
     models/<slug>/index.html                  model page
     models/<slug>/classes.html                class index (filterable)
     models/<slug>/results.html                the reference tables
@@ -29,6 +30,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -87,6 +89,37 @@ class Render:
 
 
 @dataclass
+class ExampleView:
+    """One natural image among a unit's top examples: the crop the page shows."""
+    image: str                   # site path of the published crop
+    source: Path                 # the crop in the cache
+    value: float | None          # the unit's objective on the image
+    file: str                    # the image, relative to the dataset folder
+    box: tuple[int, int, int, int] | None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.file.replace("\\", "/")) or self.file
+
+
+@dataclass
+class ExampleSet:
+    """One layer's stored dataset-examples result as the pages show it."""
+    key: str
+    k: int
+    images: int                  # images in the dataset
+    dataset: str                 # the dataset folder's name (never its full local path)
+    size: int | None             # side of the model-input view the crops come from
+    receptive_field: int | None
+    channels: list[list[ExampleView]]
+    best: list[float | None]     # each channel's best stored value, shown or not
+
+    @property
+    def whole_image(self) -> bool:
+        return not self.receptive_field or not self.size or self.receptive_field >= self.size
+
+
+@dataclass
 class UnitView:
     """One (layer, index) of a model: the page shows all renders of it."""
     layer: "LayerView"
@@ -109,6 +142,22 @@ class UnitView:
     def path(self) -> str:
         return f"{self.layer.dir}/{self.index}.html"
 
+    @property
+    def examples(self) -> list[ExampleView]:
+        found = self.layer.examples
+        return found.channels[self.index] if found and self.index < len(found.channels) else []
+
+    @property
+    def comparison(self) -> dict | None:
+        """The main render's final objective against the best natural example, where the
+        two measure the same thing (a plain channel or logit render)."""
+        found = self.layer.examples
+        render = self.main
+        if not (found and render.ok and render.is_plain and self.index < len(found.best)):
+            return None
+        return compare_to_examples(render.final_objective, found.best[self.index],
+                                   render.size, found.size)
+
 
 @dataclass
 class LayerView:
@@ -120,6 +169,7 @@ class LayerView:
     kind: str = ""               # "conv", "linear" or "other", from the model card
     units: list[UnitView] = field(default_factory=list)
     layer_renders: list[Render] = field(default_factory=list)   # DeepDream: the whole layer
+    examples: ExampleSet | None = None                          # top natural images per channel
 
     @property
     def dir(self) -> str:
@@ -136,6 +186,25 @@ class LayerView:
     @property
     def rendered(self) -> bool:
         return bool(self.units or self.layer_renders)
+
+    @property
+    def example_objective(self) -> str:
+        """What ranks this layer's dataset examples, as `find_examples` measures it."""
+        if self.is_output:
+            return "class logit"
+        flat = self.kind == "linear" if self.kind else self.type == "Linear"   # no spatial map to average
+        return "activation" if flat else "channel mean"
+
+    @property
+    def example_tiles(self) -> list[dict]:
+        """The best example of every channel that has one, linked to its unit page if rendered."""
+        if not self.examples:
+            return []
+        pages = {u.index: u for u in self.units}
+        names = self.model.class_names if self.is_output else None
+        return [{"index": i, "example": shown[0], "unit": pages.get(i),
+                 "name": str(names[i]) if names and i < len(names) else None}
+                for i, shown in enumerate(self.examples.channels) if shown]
 
     @property
     def listed(self) -> bool:
@@ -205,7 +274,12 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     """Write the whole site for the cache at `cache_root` into `out_dir`; return index.html."""
     out = Path(out_dir)
     _claim(out)
-    models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root))
+    examples = {}
+    if (Path(cache_root) / "examples").is_dir():   # the reader imports torch: only when needed
+        from .examples import scan_examples
+        examples = scan_examples(cache_root)
+    models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
+                          examples, Path(cache_root) / "examples")
     env = template_env()
     written: set[Path] = set()
 
@@ -240,8 +314,13 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
 
 # ----------------------------------------------------------------------------- cache -> views
 
-def build_models(entries, cards: list[dict]) -> list[ModelView]:
-    """Group cache entries under their model card, newest render per unit, pages linked up."""
+def build_models(entries, cards: list[dict], examples: dict | None = None,
+                 examples_dir: Path | None = None) -> list[ModelView]:
+    """Group cache entries under their model card, newest render per unit, pages linked up.
+
+    `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
+    (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`.
+    """
     newest: dict[tuple, cache.Entry] = {}
     for entry in entries:
         meta = entry.meta
@@ -264,6 +343,8 @@ def build_models(entries, cards: list[dict]) -> list[ModelView]:
               for card in cards]
     models = [m for m in models if m.renders]
     models.sort(key=lambda m: (m.name, m.slug))
+    if examples and examples_dir is not None:
+        _attach_examples(models, examples, Path(examples_dir))
     _link_elsewhere(models)
     return models
 
@@ -359,6 +440,91 @@ def _link_elsewhere(models: list[ModelView]) -> None:
             unit.elsewhere = [u for u in same_model + others if u is not unit]
 
 
+def _attach_examples(models: list[ModelView], examples: dict, examples_dir: Path) -> None:
+    digests: dict[Path, str | None] = {}   # channels share crops of one image: hash each once
+    for model in models:
+        for layer in model.layers:
+            result = examples.get((model.name, model.fingerprint, layer.name))
+            if result is not None and layer.rendered:
+                layer.examples = _example_set(result, examples_dir, digests)
+
+
+def _example_set(result: dict, examples_dir: Path, digests: dict) -> ExampleSet:
+    channels, best, skipped = [], [], 0
+    for stored in result.get("channels") or []:
+        shown = [view for view in (_example(item, examples_dir, digests) for item in stored) if view]
+        skipped += len(stored) - len(shown)
+        channels.append(shown)
+        values = [_number(item.get("value")) for item in stored if isinstance(item, dict)]
+        best.append(max((v for v in values if v is not None), default=None))
+    if skipped:
+        warnings.warn(f"dataset examples {result.get('key')}: {skipped} crops missing or malformed; "
+                      "the site leaves them out", stacklevel=3)
+    dataset = str(result.get("dataset") or "")
+    return ExampleSet(
+        key=str(result.get("key", "")), k=_int(result.get("k")) or max(map(len, channels), default=0),
+        images=_int(result.get("images")) or 0,
+        dataset=posixpath.basename(dataset.replace("\\", "/").rstrip("/")) or dataset,
+        size=_int(result.get("size")), receptive_field=_int(result.get("receptive_field")),
+        channels=channels, best=best)
+
+
+def _example(item, examples_dir: Path, digests: dict) -> ExampleView | None:
+    """One stored example, or None when its crop is missing, unreadable or outside the cache."""
+    if not isinstance(item, dict) or not isinstance(item.get("crop"), str):
+        return None
+    source = examples_dir / item["crop"]
+    if source not in digests:
+        digests[source] = _digest(source, examples_dir)
+    digest = digests[source]
+    if digest is None:
+        return None
+    box = item.get("box")
+    box = tuple(int(v) for v in box) if isinstance(box, list) and len(box) == 4 and all(
+        isinstance(v, (int, float)) for v in box) else None
+    return ExampleView(image=f"images/examples/{digest}.jpg", source=source,
+                       value=_number(item.get("value")), file=str(item.get("file", "")), box=box)
+
+
+def _digest(source: Path, examples_dir: Path) -> str | None:
+    """The crop's content hash, which names it in the site: a crop rewritten in the
+    cache gets a new name, so a stale copy is never reused, and equal crops share one."""
+    try:
+        if not source.resolve().is_relative_to(examples_dir.resolve()):
+            return None
+        return hashlib.sha256(source.read_bytes()).hexdigest()[:20]
+    except OSError:
+        return None
+
+
+def compare_to_examples(final: float | None, best: float | None, render_size: int | None = None,
+                        examples_size: int | None = None) -> dict | None:
+    """How far beyond natural images the optimization went: the visualization's final
+    objective over the best example's. Only a positive best gives a ratio: at or below
+    zero no natural image excites the unit and a ratio would be meaningless (or flip sign)."""
+    if final is None or best is None:
+        return None
+    note = (f"visualization at {render_size} px, examples at {examples_size} px"
+            if render_size and examples_size and render_size != examples_size else "")
+    if best > 1e-9:
+        ratio = final / best
+        return {"ratio": ratio, "ratio_text": f"{format_ratio(ratio)}×", "final": final, "best": best,
+                "note": note, "text": f"{format_ratio(ratio)}× the best natural example"}
+    return {"ratio": None, "ratio_text": "", "final": final, "best": best, "note": note,
+            "text": "no ratio: the best natural example is not above zero"}
+
+
+def format_ratio(ratio: float) -> str:
+    size = abs(ratio)
+    text = f"{ratio:,.0f}" if size >= 10 else f"{ratio:.1f}" if size >= 1 else f"{ratio:.2f}"
+    return text.replace("-", "−")
+
+
+def _int(value) -> int | None:
+    number = _number(value)
+    return int(number) if number is not None and number == int(number) else None
+
+
 def _created(meta: dict) -> float:
     """Sortable time of an entry; naive timestamps are taken as UTC."""
     try:
@@ -447,6 +613,10 @@ def publish_images(models: list[ModelView], out: Path) -> set[Path]:
                 jobs[out / name] = functools.partial(_link_or_copy, source)
             if render.thumb:
                 jobs[out / render.thumb] = functools.partial(_make_thumbnail, render.sources[0])
+        for layer in model.layers:
+            for shown in layer.examples.channels if layer.examples else []:
+                for example in shown:
+                    jobs[out / example.image] = functools.partial(_link_or_copy, example.source)
     todo = [(target, job) for target, job in jobs.items() if not target.exists()]
     for folder in {target.parent for target, _ in todo}:
         folder.mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,24 @@ up in the shape `atlas build` writes. It covers what pages must handle: several
 renders of one unit, a failed render, a unit rendered twice with different
 settings (the newest wins), a DeepDream layer render, a hostile layer name and a
 hostile class name, and reference units both rendered and not.
+
+Dataset examples (what `atlas.examples.find_examples` stores) for three layers of
+vgg16: receptive-field crops for features.0 and features.12, whole images for the
+class logits, one channel no image excites (all values below zero), a hostile
+file name, and an older result for features.12 the site must not show.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from atlas import cache
 from atlas.settings import RECIPE_VERSION, Settings
@@ -34,6 +44,68 @@ class FixtureCache:
     failed: set = field(default_factory=set)
     stale_key: str = ""      # an older render the site must not show
     fresh_key: str = ""      # the newer render of the same unit
+    examples: dict = field(default_factory=dict)   # layer -> key of the shown examples result
+    stale_examples_key: str = ""                   # an older result for features.12: not shown
+
+
+EXAMPLES_SIZE = 224
+EXAMPLES_DATASET = "/home/someone/private/photos"   # pages show "photos", never the full path
+DEAD_CHANNEL = 2   # features.0[2]: every natural image gives a negative channel mean
+
+
+def _crop(seed: int) -> bytes:
+    """A 112 px JPEG that looks a little like a photo crop: soft colour fields and a blob."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:112, 0:112] / 111.0
+    angle = rng.random() * np.pi
+    ramp = np.cos(angle) * xx + np.sin(angle) * yy
+    base = rng.random(3) * 200 + 30
+    pixels = base * (0.55 + 0.45 * ramp[..., None])
+    cy, cx = rng.random(2) * 80 + 16
+    r = rng.random() * 28 + 12
+    blob = np.exp(-(((yy * 111 - cy) ** 2 + (xx * 111 - cx) ** 2) / (2 * r * r)))
+    pixels = pixels * (1 - blob[..., None]) + rng.random(3)[None, None] * 255 * blob[..., None]
+    stripes = 0.5 + 0.5 * np.sin((xx * np.cos(angle * 2) + yy * np.sin(angle * 2)) * rng.integers(6, 30))
+    pixels += (stripes[..., None] - 0.5) * 40 + rng.normal(0, 6, (112, 112, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=88)
+    return buffer.getvalue()
+
+
+def add_examples(root: Path, card: dict, layer: str, channels: int, k: int, whole: bool,
+                 images: int = 48, dataset: str = EXAMPLES_DATASET, mtime: float | None = None,
+                 hostile: tuple[int, int] | None = None) -> str:
+    """Store a dataset-examples result shaped like `find_examples`' for `layer`.
+
+    Channels share a small pool of crops (a real result has one file per example;
+    the pages cannot tell), which keeps the fixture fast.
+    """
+    key = hashlib.md5(f"{card['name']}|{layer}|{dataset}|{images}|{k}".encode()).hexdigest()
+    folder = Path(root) / "examples" / key
+    folder.mkdir(parents=True, exist_ok=True)
+    pool = 12
+    for j in range(pool):
+        (folder / f"pool-{j}.jpg").write_bytes(_crop(int(key[:8], 16) + j))
+    side = EXAMPLES_SIZE if whole else 64
+    result_channels = []
+    for c in range(channels):
+        best = -0.2 if layer == "features.0" and c == DEAD_CHANNEL else 1.0 + (c % 7) * 0.5
+        shown = []
+        for r in range(k):
+            left, top = (0, 0) if whole else ((c * 37 + r * 53) % (EXAMPLES_SIZE - side),
+                                              (c * 11 + r * 29) % (EXAMPLES_SIZE - side))
+            name = f"odd/{HOSTILE}.png" if (c, r) == hostile else f"n0{c % 5}/photo_{(c * 7 + r) % 40:03d}.jpg"
+            shown.append({"file": name, "value": round(best - abs(best) * 0.08 * r, 6),
+                          "box": [left, top, left + side, top + side], "crop": f"{key}/pool-{(c + r) % pool}.jpg"})
+        result_channels.append(shown)
+    result = {"model": card["name"], "fingerprint": card["fingerprint"], "layer": layer, "dataset": dataset,
+              "dataset_fingerprint": key[::-1], "images": images, "k": k, "size": EXAMPLES_SIZE,
+              "receptive_field": side, "channels": result_channels}
+    path = Path(root) / "examples" / f"{key}.json"
+    path.write_text(json.dumps(result))
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return key
 
 
 def _image(seed: int, size: int = SIZE) -> np.ndarray:
@@ -115,4 +187,11 @@ def make_cache(root: Path) -> FixtureCache:
 
     add(vgg19, "features.28", 54)
     add(vgg19, "classifier.6", 1, objective="logit")
+
+    old = 1_700_000_000
+    fx.stale_examples_key = add_examples(root, vgg16, "features.12", 256, 9, False, images=20, mtime=old)
+    fx.examples["features.12"] = add_examples(root, vgg16, "features.12", 256, 9, False,
+                                              mtime=old + 60, hostile=(3, 4))
+    fx.examples["features.0"] = add_examples(root, vgg16, "features.0", 64, 9, False, mtime=old + 60)
+    fx.examples["classifier.6"] = add_examples(root, vgg16, "classifier.6", 1000, 5, True, mtime=old + 60)
     return fx

@@ -72,20 +72,23 @@ class Watched:
         self.page.on("response", lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"))
         self.page.on("dialog", lambda d: (self.problems.append(f"dialog: {d.message}"), d.dismiss()))
 
+    # The images a visitor can see: not those in a hidden panel (a lazy image there never loads).
+    SHOWN = "Array.from(document.images).filter(i => i.getClientRects().length > 0)"
+
     def check_images(self) -> int:
-        """Scroll every image into view (lazy ones load then), wait, and assert all decoded."""
+        """Scroll every shown image into view (lazy ones load then), wait, and assert all decoded."""
         page = self.page
         page.evaluate("""async () => {
-            for (const img of document.images) {
+            for (const img of %s) {
                 img.scrollIntoView({block: 'center', inline: 'center'});
                 await new Promise(r => requestAnimationFrame(r));
             }
-        }""")
-        page.wait_for_function("Array.from(document.images).every(i => i.complete)", timeout=10_000)
-        broken = page.evaluate("Array.from(document.images).filter(i => i.naturalWidth === 0).map(i => i.src)")
+        }""" % self.SHOWN)
+        page.wait_for_function(f"{self.SHOWN}.every(i => i.complete)", timeout=10_000)
+        broken = page.evaluate(f"{self.SHOWN}.filter(i => i.naturalWidth === 0).map(i => i.src)")
         assert not broken, f"{page.url}: images did not load: {broken}"
         page.evaluate("window.scrollTo(0, 0)")
-        return page.evaluate("document.images.length")
+        return page.evaluate(f"{self.SHOWN}.length")
 
     def shot(self, name: str, full_page: bool = True) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -124,11 +127,58 @@ def test_home_model_layer_unit(browser, site):
     page.wait_for_url("**/layers/features.28/264.html")
 
     page.goto(base + "models/vgg16-a1b2c3/layers/features.12/3.html")   # all variants
-    assert w.check_images() == 6     # channel, negative, neuron, three diverse images
+    assert w.check_images() == 6 + 9  # channel, negative, neuron, three diverse images; 9 examples
     w.shot("unit-variants")
     page.goto(base + "models/vgg16-a1b2c3/layers/features.12/105.html")
     assert page.locator(".failbox").is_visible()
     w.shot("unit-failed")
+    w.close()
+
+
+def test_unit_page_shows_dataset_examples(browser, site):
+    _, base = site
+    w = Watched(browser)
+    page = w.page
+    page.goto(base + "models/vgg16-a1b2c3/layers/features.12/3.html")
+    examples = page.locator("#examples .example-grid img")
+    assert examples.count() == 9
+    assert w.check_images() == 6 + 9     # the renders of features.12[3], then its top examples
+    box = page.locator(".render").first.bounding_box()
+    assert page.locator("#examples").bounding_box()["y"] > box["y"] + box["height"] - 1  # under the visualization
+    assert "the best natural example" in page.locator("#examples .ratio").inner_text()
+    page.set_viewport_size({"width": 1280, "height": 1000})
+    w.shot("unit-examples", full_page=False)
+
+    page.goto(base + "models/vgg16-a1b2c3/layers/classifier.6/1.html")   # class unit: whole images
+    assert page.locator("#examples .example-grid img").count() == 5
+    assert w.check_images() >= 2 + 5
+    w.shot("unit-class-examples")
+    w.close()
+
+
+@pytest.mark.parametrize("script", [True, False], ids=["js", "no-js"])
+def test_layer_page_toggles_to_top_examples(browser, site, script):
+    _, base = site
+    w = Watched(browser, java_script_enabled=script)
+    page = w.page
+    page.goto(base + "models/vgg16-a1b2c3/layers/features.0/index.html")
+    assert page.locator("#renders-panel").is_visible() and not page.locator("#examples-panel").is_visible()
+    if script:                           # (page.evaluate needs scripts: without them, look only)
+        assert w.check_images() == 4
+    page.click("label[for=show-examples]")
+    assert page.locator("#examples-panel").is_visible() and not page.locator("#renders-panel").is_visible()
+    if script:
+        assert w.check_images() == 64    # the best crop of each channel
+        w.shot("layer-examples", full_page=False)
+    page.click("#examples-panel a.example-tile >> nth=0")
+    page.wait_for_url("**/layers/features.0/0.html#examples")
+    page.wait_for_load_state("networkidle")   # leaving mid-load would abort its lazy thumbnails
+    page.go_back()                       # (the browser may restore the examples view here)
+    page.click("label[for=show-renders]")
+    assert page.locator("#renders-panel").is_visible()
+    page.wait_for_load_state("networkidle")   # thumbnails shown again load before the page closes
+    if script:
+        assert w.check_images() == 4
     w.close()
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import threading
 import urllib.request
@@ -15,8 +18,9 @@ from PIL import Image
 from atlas import cache
 from atlas.errors import AtlasError
 from atlas.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label
-from atlas.site import curve_plot, make_server, safe_name, write_site
-from sitefixture import HOSTILE, HOSTILE_LAYER, make_cache
+from atlas.examples import UnreadableExamplesWarning, scan_examples
+from atlas.site import compare_to_examples, curve_plot, format_ratio, make_server, safe_name, write_site
+from sitefixture import DEAD_CHANNEL, EXAMPLES_DATASET, HOSTILE, HOSTILE_LAYER, add_examples, make_cache
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 
@@ -201,7 +205,8 @@ def test_newest_render_of_a_unit_wins(built):
 def test_layer_grid_is_lazy_thumbnails(built):
     _, site, _ = built
     text = (site / "models/vgg16-a1b2c3/layers/features.0/index.html").read_text(encoding="utf-8")
-    thumbs = re.findall(r'<img src="([^"]+)"[^>]*loading="lazy"', text)
+    renders = text.split('id="renders-panel"')[1].split('id="examples-panel"')[0]
+    thumbs = re.findall(r'<img src="([^"]+)"[^>]*loading="lazy"', renders)
     assert len(thumbs) == 4 and all(t.endswith(".webp") for t in thumbs)
     classes = (site / "models/vgg16-a1b2c3/classes.html").read_text(encoding="utf-8")
     assert classes.count("<li ") == 1000 and 'id="class-filter"' in classes
@@ -272,3 +277,152 @@ def test_preview_server_serves_the_site(built):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ----------------------------------------------------------------------------- dataset examples
+
+def _examples(text: str) -> list[tuple[str, str, str]]:
+    """(crop src, shown value, file tooltip) of each example on a unit page, in order."""
+    grid = text.split('class="example-grid"')[1].split("</ol>")[0]
+    return re.findall(r'<li class="example" title="([^"]*)">\s*<img src="([^"]+)".*?'
+                      r'<span class="rank">\d+</span> ([^<]+)</span>', grid, re.S)
+
+
+def _final(fx, layer: str, index: int, objective: str = "channel") -> float:
+    entry = next(e for e in cache.scan(fx.root) if e.meta["model"] == "vgg16" and e.meta["unit"] == {
+        "layer": layer, "index": index, "objective": objective, "negative": False, "diversity": 1})
+    return entry.meta["final_objective"]
+
+
+def test_unit_page_shows_top_examples_and_the_ratio(built):
+    fx, site, _ = built
+    layers = site / "models/vgg16-a1b2c3/layers"
+    text = (layers / "features.12/3.html").read_text(encoding="utf-8")
+    shown = _examples(text)
+    assert len(shown) == 9                                       # k = 9, best first
+    values = [float(v) for _, _, v in shown]
+    assert values == sorted(values, reverse=True) and values[0] == 2.5
+    assert all(src.startswith("../../../../images/examples/") and src.endswith(".jpg") for _, src, _ in shown)
+    assert shown[0][0].startswith("n03/photo_021.jpg")           # the source file is the tooltip
+    ratio = _final(fx, "features.12", 3) / 2.5
+    assert f"<b>{format_ratio(ratio)}×</b> the best natural example" in text
+    assert text.count("the best natural example") == 2           # beside the render and over the grid
+    # Under the main render, before the other variants; the ratio is for the plain channel render only.
+    assert text.index("<h2>channel</h2>") < text.index('id="examples"') < text.index("<h2>negative channel</h2>")
+    assert "receptive-field crops (64 px of the 224 px view)" in text and "over 48 images" in text
+    assert ">photos</code>" in text
+
+    cls = (layers / "classifier.6/1.html").read_text(encoding="utf-8")
+    assert len(_examples(cls)) == 5 and "whole images" in cls and "by class logit" in cls
+    ratio = _final(fx, "classifier.6", 1, "logit") / 1.5
+    assert f"<b>{format_ratio(ratio)}×</b> the best natural example" in cls
+
+    failed = (layers / "features.12/105.html").read_text(encoding="utf-8")  # examples, but nothing to compare
+    assert len(_examples(failed)) == 9 and 'class="ratio"' not in failed
+
+    dead = (layers / f"features.0/{DEAD_CHANNEL}.html").read_text(encoding="utf-8")
+    assert "no ratio" in dead and "×" not in dead.split('id="examples"')[1]
+
+    for page in (site / "models/vgg19-0f0e0d/layers/features.28/54.html", layers / "features.28/54.html"):
+        assert 'id="examples"' not in page.read_text(encoding="utf-8")   # no examples stored there
+
+
+def test_examples_never_leak_the_dataset_path_and_stale_results_stay_out(built):
+    fx, site, _ = built
+    for path in site.rglob("*.html"):
+        assert EXAMPLES_DATASET not in path.read_text(encoding="utf-8"), path
+    published = {p.name for p in (site / "images/examples").iterdir()}
+    stale = fx.root / "examples" / fx.stale_examples_key
+    fresh = fx.root / "examples" / fx.examples["features.12"]
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()[:20] + ".jpg"
+    assert {digest(p) for p in fresh.iterdir()} <= published
+    assert not {digest(p) for p in stale.iterdir()} & published
+    assert "over 20 images" not in (site / "models/vgg16-a1b2c3/layers/features.12/3.html").read_text()
+
+
+def test_layer_page_toggles_between_renders_and_examples(built):
+    _, site, _ = built
+    text = (site / "models/vgg16-a1b2c3/layers/features.0/index.html").read_text(encoding="utf-8")
+    assert 'id="show-renders" checked' in text and 'id="show-examples"' in text
+    assert 'label for="show-examples"' in text and "<script" not in text    # CSS alone switches views
+    examples = text.split('id="examples-panel"')[1]
+    assert examples.count("<img ") == 64                                     # best crop of every channel
+    for index in (0, 1, 2, 63):                                               # rendered: linked
+        assert f'href="{index}.html#examples"' in examples
+    assert "#show-examples:checked ~ #renders-panel" in (site / "style.css").read_text()
+    plain = (site / "models/vgg16-a1b2c3/layers/features.28/index.html").read_text(encoding="utf-8")
+    assert "show-examples" not in plain                                      # no examples: no toggle
+
+
+def test_example_crops_are_named_by_content_and_removed_when_stale(tmp_path):
+    fx = make_cache(tmp_path / "cache")
+    write_site(tmp_path / "cache", tmp_path / "site")
+    unit = tmp_path / "site/models/vgg16-a1b2c3/layers/features.12/3.html"
+    first = _examples(unit.read_text(encoding="utf-8"))[0][1]
+    crop = tmp_path / "cache/examples" / fx.examples["features.12"] / "pool-3.jpg"   # channel 3, rank 0
+    old_site_file = (unit.parent / first).resolve()
+    assert old_site_file.read_bytes() == crop.read_bytes()
+
+    replacement = tmp_path / "new.jpg"                # the crop is rewritten (a torn result redone)
+    Image.new("RGB", (112, 112), (200, 30, 30)).save(replacement)
+    replacement.replace(crop)
+    write_site(tmp_path / "cache", tmp_path / "site")
+    now = _examples(unit.read_text(encoding="utf-8"))[0][1]
+    assert now != first and (unit.parent / now).resolve().read_bytes() == crop.read_bytes()
+    assert not old_site_file.exists()
+
+    # A layer's result removed from the cache: its crops leave the site, its pages drop the section.
+    (tmp_path / "cache/examples" / f"{fx.examples['features.0']}.json").unlink()
+    before = len(list((tmp_path / "site/images/examples").iterdir()))
+    write_site(tmp_path / "cache", tmp_path / "site")
+    assert len(list((tmp_path / "site/images/examples").iterdir())) < before
+    assert 'id="examples"' not in (unit.parent.parent / "features.0/0.html").read_text(encoding="utf-8")
+
+
+def test_broken_examples_are_skipped_with_a_warning(tmp_path):
+    fx = make_cache(tmp_path / "cache")
+    folder = tmp_path / "cache/examples"
+    (folder / "torn.json").write_text('{"model": "vgg16", "chan')
+    (folder / "list.json").write_text("[1, 2]")
+    (folder / fx.examples["features.12"] / "pool-3.jpg").unlink()        # channel 3's best crop is gone
+    result = json.loads((folder / f"{fx.examples['classifier.6']}.json").read_text())
+    result["channels"][1][0]["crop"] = "../../entries/x.jpg"              # a doctored path leaves the cache
+    (folder / f"{fx.examples['classifier.6']}.json").write_text(json.dumps(result))
+    with pytest.warns(UnreadableExamplesWarning) as caught:
+        found = scan_examples(tmp_path / "cache")
+    assert {str(w.message).split()[3] for w in caught} == {"list.json", "torn.json"}
+    assert len(found) == 3 and found[("vgg16", "a1b2c3d4e5f6a7b8", "features.12")]["key"] == fx.examples["features.12"]
+
+    with pytest.warns(UserWarning):
+        write_site(tmp_path / "cache", tmp_path / "site")
+    layers = tmp_path / "site/models/vgg16-a1b2c3/layers"
+    shown = _examples((layers / "features.12/3.html").read_text(encoding="utf-8"))
+    assert len(shown) == 8 and float(shown[0][2]) < 2.5                  # the missing crop is left out ...
+    assert len(_examples((layers / "classifier.6/1.html").read_text(encoding="utf-8"))) == 4
+    for path in tmp_path.joinpath("site").rglob("*.html"):                 # ... and nothing links to it
+        for _, url in Page(path.read_text(encoding="utf-8")).refs:
+            target = local_target(path.resolve(), url)
+            assert target is None or target.is_file(), f"{path}: broken {url}"
+
+
+def test_newest_examples_result_of_a_layer_wins(tmp_path):
+    card = {"name": "m", "fingerprint": "f" * 16}
+    old = add_examples(tmp_path, card, "conv", 2, 3, False, images=10, mtime=1_000_000)
+    new = add_examples(tmp_path, card, "conv", 2, 3, False, images=11, mtime=2_000_000)
+    assert scan_examples(tmp_path)[("m", "f" * 16, "conv")]["key"] == new
+    os.utime(tmp_path / "examples" / f"{old}.json", (3_000_000, 3_000_000))
+    assert scan_examples(tmp_path)[("m", "f" * 16, "conv")]["key"] == old
+    assert scan_examples(tmp_path / "nothing") == {}
+
+
+def test_ratio_to_the_best_example_guards_zero_and_negative():
+    assert compare_to_examples(6.4, 2.0)["text"] == "3.2× the best natural example"
+    assert compare_to_examples(1.0, 4.0)["ratio_text"] == "0.25×"
+    assert compare_to_examples(250.0, 2.0)["ratio_text"] == "125×"
+    assert compare_to_examples(-1.0, 2.0)["ratio_text"] == "−0.50×"      # the render failed to excite it
+    for best in (0.0, -0.3, 1e-12):
+        c = compare_to_examples(5.0, best)
+        assert c["ratio"] is None and "no ratio" in c["text"]
+    assert compare_to_examples(None, 2.0) is None and compare_to_examples(3.0, None) is None
+    assert compare_to_examples(3.0, 1.0, 128, 224)["note"] == "visualization at 128 px, examples at 224 px"
+    assert compare_to_examples(3.0, 1.0, 224, 224)["note"] == ""
