@@ -30,6 +30,7 @@ import posixpath
 import re
 import secrets
 import shutil
+import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -696,10 +697,20 @@ def _remove_stale(out: Path, pages: set[Path], images: set[Path]) -> None:
             path = here / name
             stale_page = path.suffix == ".html" and path not in pages
             stale_image = path.is_relative_to(out / "images") and path not in images
+            if stale_image and _in_flight(path):
+                continue  # another site writer's temp file, about to be renamed into place
             if stale_page or stale_image:
                 path.unlink()
         if here != out and not any(here.iterdir()):
             here.rmdir()
+
+
+def _in_flight(path: Path, grace_seconds: float = 600) -> bool:
+    """A temp file young enough that its writer may still be running."""
+    try:
+        return path.name.endswith(".tmp") and time.time() - path.stat().st_mtime < grace_seconds
+    except FileNotFoundError:
+        return False
 
 
 def safe_name(name: str) -> str:
