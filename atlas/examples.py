@@ -27,7 +27,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from . import cache
 from .errors import AtlasError
-from .models import Model
+from .models import Model, normalize
 from .optvis.hooks import activations
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -134,7 +134,7 @@ def find_examples(model: Model, layers: list[str], folder: Path, root: Path, dev
             continue
         ids = torch.tensor([i for i, _ in loaded], device=device)
         x = torch.stack([t for _, t in loaded]).to(device)
-        x = (x - torch.tensor(model.mean, device=device).view(1, 3, 1, 1)) / torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+        x = normalize(model, x)
         with torch.no_grad():
             acts = activations(model, x.contiguous(memory_format=torch.channels_last), set(missing))
         for layer in missing:

@@ -309,3 +309,10 @@ def to_device(model: Model, device: torch.device) -> Model:
     """Move the model's weights to `device` in channels-last layout (faster convolutions)."""
     model.module.to(device=device, memory_format=torch.channels_last)
     return model
+
+
+def normalize(model: Model, images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1], [B,3,H,W], to the model's input statistics."""
+    mean = torch.tensor(model.mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(model.std, device=images.device).view(1, 3, 1, 1)
+    return (images - mean) / std

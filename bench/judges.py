@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from atlas.device import resolve_device
-from atlas.models import load_model, to_device
+from atlas.models import load_model, normalize, to_device
 from atlas.optvis.render import render
 from atlas.reference import REFERENCE_CLASSES
 from atlas.settings import Settings
@@ -33,7 +33,7 @@ from atlas.units import Unit
 def logits(model, images: np.ndarray, device) -> torch.Tensor:
     x = torch.tensor(images, device=device).permute(0, 3, 1, 2).float() / 255
     x = F.interpolate(x, size=(model.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
-    x = (x - torch.tensor(model.mean, device=device).view(1, 3, 1, 1)) / torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    x = normalize(model, x)
     with torch.no_grad():
         return model.module(x)
 

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from atlas.device import resolve_device
-from atlas.models import load_model, to_device
+from atlas.models import load_model, normalize, to_device
 from atlas.optvis.render import render
 from atlas.reference import REFERENCE_CLASSES
 from atlas.settings import Settings
@@ -32,7 +32,7 @@ from atlas.units import Unit
 
 def probabilities(model, images: np.ndarray, classes: list[int], device) -> np.ndarray:
     x = torch.tensor(images, device=device).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(model.mean, device=device).view(1, 3, 1, 1)) / torch.tensor(model.std, device=device).view(1, 3, 1, 1)
+    x = normalize(model, x)
     with torch.no_grad():
         p = model.module(x).softmax(1)
     return p[torch.arange(len(classes)), torch.tensor(classes)].cpu().numpy()
