@@ -101,7 +101,7 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     summary = Summary(cached=len(plan.cached))
     where = devices.describe(device)
     todo = set(plan.todo)
-    size = batch_size or devices.default_batch_size(device, settings.size)
+    size = batch_size or devices.default_batch_size(device, settings)
     # Concatenated, the chosen batches cut back into exactly themselves: only a
     # group's last batch can be short, and it stays last.
     work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
@@ -157,7 +157,7 @@ def estimate_seconds(model: Model, units: list[Unit], settings: Settings, device
     in images and steps (throughput per image is flat in batch size on CPU and
     rises on GPU, so on GPU probes use a full batch).
     """
-    size = batch_size or devices.default_batch_size(device, settings.size)
+    size = batch_size or devices.default_batch_size(device, settings)
     total = 0.0
     for group in plans.batches(units, 1 << 30):
         probe = group[:max(1, min(len(group), size if device.type == "cuda" else 2))]

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .errors import AtlasError
+from .settings import RECIPE_HELP, RECIPES
 
 DEFAULT_CACHE = Path(os.environ.get("ATLAS_CACHE") or
                      Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atlas")
@@ -81,6 +82,8 @@ def layers(model, weights):
 @click.option("--steps", type=int, help="Optimization steps per image.")
 @click.option("--lr", type=float, help="Adam learning rate.")
 @click.option("--param", type=click.Choice(["fourier", "pixel"]), help="Image parameterization.")
+@click.option("--recipe", type=click.Choice(sorted(RECIPES)),
+              help="What the model sees each step: " + "; ".join(f"{k}: {v}" for k, v in RECIPE_HELP.items()) + ".")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numerics; auto: bf16 where native.")
 @click.option("--seed", type=int, help="Random seed (same seed, same image on the same device).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch (default: from free memory).")
@@ -97,8 +100,8 @@ def layers(model, weights):
 @click.option("--examples-k", type=click.IntRange(min=1, max=100), default=9, show_default=True,
               help="Top examples kept per unit.")
 def build(model, preset, layers, channels, classes, unit_specs, objective, class_objective, negative, diversity,
-          size, steps, lr, param, precision, seed, batch_size, device, weights, cache_dir, out, shard, dry_run,
-          write_site, examples_dir, examples_k):
+          size, steps, lr, param, recipe, precision, seed, batch_size, device, weights, cache_dir, out, shard,
+          dry_run, write_site, examples_dir, examples_k):
     """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
     from . import build as builds, cache, distributed
     from . import device as devices
@@ -132,16 +135,17 @@ def build(model, preset, layers, channels, classes, unit_specs, objective, class
         list_images(examples_dir)  # a bad folder fails now, not after the render
     rank, world = distributed.start()
     loaded = to_device(load_model(model, weights), target)
-    given = {"size": pick(size, "size"), "steps": pick(steps, "steps"), "lr": lr, "param": param, "seed": seed}
+    given = {"size": pick(size, "size"), "steps": pick(steps, "steps"), "lr": lr, "param": param, "seed": seed,
+             "recipe": recipe}
     settings = Settings(**{key: value for key, value in given.items() if value is not None},
-                        precision=devices.resolve_precision(precision or "auto", target, loaded.module))
+                        precision=devices.resolve_precision(precision or "auto", target))
     selected = builds.select_units(loaded, selection)
     units = plans.shard(plans.shard(selected, k, n), rank + 1, world)
     plan = plans.make_plan(loaded, units, settings, cache_dir)
     who = f"[rank {rank}/{world}] " if world > 1 else ""
     click.echo(f"{who}{loaded.name} ({loaded.weights}) on {devices.describe(target)}, {settings.precision}: "
                f"{len(units)} units, {len(plan.cached)} cached, {len(plan.todo)} to render "
-               f"({settings.size} px, {settings.steps} steps)")
+               f"({settings.size} px, {settings.steps} steps, recipe {settings.recipe})")
     if dry_run:
         if plan.todo:
             click.echo("measuring a short warm-up to estimate the time...")

@@ -13,6 +13,7 @@ from functools import lru_cache
 import torch
 
 from .errors import AtlasError
+from .settings import Settings
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -42,25 +43,18 @@ def describe(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def resolve_precision(precision: str, device: torch.device, module: torch.nn.Module | None = None) -> str:
-    """'auto' → bf16 where it is native and pays, else fp32.
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' → bf16 where the hardware computes it natively, else fp32.
 
-    On CPU, oneDNN's bf16 grouped (depthwise) convolutions are slow: measured
-    here, EfficientNet-Lite0 runs 5x slower in bf16 than fp32, while VGG16 runs
-    2-3x faster. The rule is deterministic, so the choice (part of the cache
-    key) never flips between runs.
+    Measured on a 2-core AVX-512 BF16 CPU with a warm oneDNN primitive cache:
+    VGG16 runs about 2.5x faster in bf16 than in fp32, EfficientNet-Lite0 1.6x
+    at 224 px and the same at 128 px (BENCHMARKS.md). The rule depends on the
+    hardware alone, so the choice (part of the cache key) never flips between
+    runs on one machine.
     """
     if precision != "auto":
         return precision
-    if not supports_bf16(device):
-        return "fp32"
-    if device.type == "cpu" and module is not None and _has_grouped_conv(module):
-        return "fp32"
-    return "bf16"
-
-
-def _has_grouped_conv(module: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in module.modules())
+    return "bf16" if supports_bf16(device) else "fp32"
 
 
 def supports_bf16(device: torch.device) -> bool:
@@ -85,18 +79,21 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def default_batch_size(device: torch.device, size: int) -> int:
-    """A starting batch size; on CUDA an out-of-memory error halves it and retries.
+def default_batch_size(device: torch.device, settings: Settings) -> int:
+    """A starting number of units per batch; each unit's image is seen through
+    its recipe's number of views at every step.
 
-    On CUDA, scale with free memory at a rough 60 MB per 224 px image (VGG16
-    forward+backward in bf16); an out-of-memory error halves it. On CPU a
-    handful of images already saturates the cores; more only costs memory.
+    On CUDA, scale with free memory at a rough 60 MB per 224 px view (VGG16
+    forward+backward in bf16); an out-of-memory error halves it and retries.
+    On CPU a handful of views already saturates the cores; more only costs
+    memory.
     """
+    views = settings.recipe_spec.views
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        per_image = 60e6 * (size / 224) ** 2
-        return int(max(1, min(256, free * 0.6 // per_image)))
-    return 8
+        per_view = 60e6 * (settings.size / 224) ** 2
+        return int(max(1, min(256, free * 0.6 // (per_view * views))))
+    return max(1, 8 // views)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

@@ -9,7 +9,7 @@ from atlas import cache
 from atlas.build import Selection, render_plan, select_units
 from atlas.errors import AtlasError
 from atlas.plan import batches, make_plan, parse_indices, parse_shard, parse_unit, shard
-from atlas.settings import Settings
+from atlas.settings import RECIPES, Settings
 from atlas.units import Unit
 
 FAST = Settings(size=32, steps=4, precision="fp32")
@@ -85,12 +85,19 @@ def test_cache_key_changes_with_every_setting_and_nothing_else():
         "diversity": cache.entry_key("m", "fp", Unit("features.5", 3, diversity=2), FAST),
     }
     other_values = {"size": 48, "steps": 5, "lr": 0.1, "param": "pixel", "decay_power": 1.5, "redirect_steps": 0,
-                    "diversity_weight": 5.0, "precision": "bf16", "seed": 3}
+                    "diversity_weight": 5.0, "precision": "bf16", "seed": 3, "recipe": "lucid"}
     assert set(other_values) == {f.name for f in dataclasses.fields(Settings)}
     for name, value in other_values.items():
         changed[name] = cache.entry_key("m", "fp", unit, FAST.replace(**{name: value}))
     assert base not in changed.values()
     assert len(set(changed.values())) == len(changed)
+
+
+def test_cache_key_follows_a_recipes_knobs_not_just_its_name(monkeypatch):
+    unit = Unit("features.5", 3)
+    before = cache.entry_key("m", "fp", unit, FAST.replace(recipe="views"))
+    monkeypatch.setitem(RECIPES, "views", dataclasses.replace(RECIPES["views"], views=3))
+    assert cache.entry_key("m", "fp", unit, FAST.replace(recipe="views")) != before
 
 
 def test_build_stores_every_unit_and_a_second_build_renders_nothing(tiny, cpu, tmp_path):

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from atlas.cli import main
+from atlas.settings import Settings
 from tests.tinynet import tiny_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,12 @@ def test_bad_input_gives_one_line_and_nonzero_exit(args, message, weight_files, 
     assert "Traceback" not in output
 
 
+def test_unknown_recipe_is_a_usage_error_naming_the_choices(tmp_path):
+    code, output = run_cli("build", TINY, "--recipe", "magic", "--cache-dir", tmp_path)
+    assert code == 2 and "Traceback" not in output
+    assert output.strip().splitlines()[-1].startswith("Error: Invalid value for '--recipe'") and "views" in output
+
+
 def test_local_weights_file_is_used_and_fingerprinted(weight_files, tmp_path):
     code, output = run_cli("layers", TINY, "--weights", weight_files / "tiny.pth")
     assert code == 0 and "features.5" in output and "Conv2d" in output and "16" in output
@@ -100,6 +107,9 @@ def test_second_build_renders_nothing_and_dry_run_estimates(tmp_path):
     assert code == 0 and "rendered 0, from cache 7, failed 0" in output
     code, output = build(tmp_path / "c", "--no-site", "--steps", "5")
     assert code == 0 and "rendered 7, from cache 0" in output
+    other = "lucid" if Settings().recipe != "lucid" else "views"
+    code, output = build(tmp_path / "c", "--no-site", "--recipe", other)
+    assert code == 0 and "rendered 7, from cache 0" in output and f"recipe {other}" in output
 
 
 def _entry_files(cache: Path) -> dict[str, bytes]:

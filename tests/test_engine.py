@@ -1,15 +1,18 @@
 """The rendering engine on small models: objectives, batching, reproducibility."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from atlas.errors import AtlasError
 from atlas.models import from_module, load_model
 from atlas.optvis import objectives, param, transforms
 from atlas.optvis.hooks import activations, redirected_relus
 from atlas.optvis.render import render, render_batch
-from atlas.settings import Settings
+from atlas.settings import RECIPES, Recipe, Settings
 from atlas.units import Unit
 from tests.tinynet import TinyVGG
 
@@ -147,22 +150,70 @@ def test_fourier_init_is_low_contrast_grey_with_structure():
     assert abs(image.mean().item() - 0.5) < 0.05 and image.std().item() > 0
 
 
-def test_transforms_are_drawn_per_image_and_differentiable():
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_transforms_are_drawn_per_image_and_differentiable(name):
+    recipe = RECIPES[name]
     images = torch.rand(4, 3, 32, 32, requires_grad=True)
-    views = torch.stack([transforms.draw(5, torch.Generator().manual_seed(i)) for i in range(4)])
-    out = transforms.apply(images, views[:, 0])
-    assert out.shape == (4, 3, transforms.output_size(32), transforms.output_size(32))
+    views = torch.stack([transforms.draw(recipe, 5, torch.Generator().manual_seed(i)) for i in range(4)])
+    assert views.shape[:3] == (4, 5, recipe.views)
+    out = transforms.apply(recipe, images, views[:, 0])
+    side = transforms.output_size(recipe, 32)
+    assert out.shape == (4 * recipe.views, 3, side, side)
     assert not torch.equal(views[0], views[1])
     out.sum().backward()
     assert images.grad.abs().sum() > 0
 
 
-def test_identity_transform_keeps_the_image():
+def test_identity_lucid_transform_keeps_the_image():
     images = torch.rand(1, 3, 32, 32)
     identity = torch.tensor([[(d - 1) / 2 for d in (8, 8, 4, 4)] + [1.0, 0.0]]) * torch.tensor([0, 0, 0, 0, 1, 1.0])
-    out = transforms.apply(images, identity)
+    out = transforms.apply(RECIPES["lucid"], images, identity[:, None])
     crop = (out.shape[-1] - 32) // 2
     assert torch.allclose(out[..., crop:crop + 32, crop:crop + 32], images, atol=1e-5)
+
+
+def test_crop_views_keep_mirror_and_magnify_the_image():
+    recipe = Recipe("crops", views=3, min_crop=0.5, flip=True)
+    images = torch.rand(1, 3, 32, 32)
+    whole, mirrored, half = [1.0, 0, 0, 0, 1.0], [1.0, 0, 0, 0, -1.0], [0.5, -0.5, -0.5, 0, 1.0]
+    out = transforms.apply(recipe, images, torch.tensor([[whole, mirrored, half]]))
+    assert torch.allclose(out[0], images[0], atol=1e-5)
+    assert torch.allclose(out[1], images[0].flip(-1), atol=1e-5)
+    # The top-left quarter magnified 2x (its last row and column also blend in
+    # the pixels beyond the quarter, which a resize of the quarter alone cannot see).
+    upscaled = F.interpolate(images[..., :16, :16], scale_factor=2, mode="bilinear", align_corners=False)
+    assert torch.allclose(out[2, :, :-1, :-1], upscaled[0, :, :-1, :-1], atol=1e-5)
+
+
+def test_crop_views_are_resampled_to_the_view_scale():
+    recipe = Recipe("crops", views=2, view_scale=0.75)
+    draws = transforms.draw(recipe, 1, torch.Generator().manual_seed(0))  # [1 step, 2 views, P]: one image
+    assert transforms.apply(recipe, torch.rand(1, 3, 32, 32), draws).shape == (2, 3, 24, 24)
+
+
+def test_crop_draws_stay_in_the_recipe_ranges():
+    recipe = RECIPES["views"]
+    side, cx, cy, angle, mirror = transforms.draw(recipe, 200, torch.Generator().manual_seed(1)).unbind(-1)
+    assert side.min() >= recipe.min_crop and side.max() <= 1
+    assert ((cx.abs() <= 1 - side + 1e-6) & (cy.abs() <= 1 - side + 1e-6)).all()
+    assert angle.abs().max() <= math.radians(recipe.max_angle)
+    assert set(mirror.unique().tolist()) == {-1.0, 1.0}
+
+
+def test_views_recipe_renders_reproducibly_and_differently_from_lucid(tiny, cpu):
+    views = FAST.replace(recipe="views", steps=6)
+    units = [Unit("features.5", 1), Unit("features.5", 2)]
+    alone = render_batch(tiny, units[:1], views, cpu)[0]
+    together = render_batch(tiny, units, views, cpu)[0]
+    lucid = render_batch(tiny, units[:1], views.replace(recipe="lucid"), cpu)[0]
+    assert np.array_equal(alone.images[0], together.images[0])
+    assert not np.array_equal(alone.images[0], lucid.images[0])
+    assert len(alone.curve) == 6 and np.isfinite(alone.curve).all()
+
+
+def test_views_recipe_keeps_diversity_copies_apart(tiny, cpu):
+    result = render_batch(tiny, [Unit("features.5", 1, diversity=2)], FAST.replace(recipe="views", steps=6), cpu)[0]
+    assert len(result.images) == 2 and not np.array_equal(result.images[0], result.images[1])
 
 
 def test_render_yields_batches_grouped_by_layer(tiny, cpu):

@@ -79,18 +79,21 @@ def deepdream(layer: str) -> Objective:
     return Objective(lambda acts: acts[layer].float().pow(2).flatten(1).mean(1), frozenset([layer]))
 
 
-def diversity(layer: str, groups: torch.Tensor) -> Objective:
+def diversity(layer: str, groups: torch.Tensor, images: torch.Tensor | None = None) -> Objective:
     """Push images of the same group apart: minus the summed cosine similarity
-    of each image's Gram matrix (its style at `layer`) to the others in its
-    group, as Lucid does. Images alone in their group score 0, so no unit
-    feels another unit's images."""
+    of each row's Gram matrix (its style at `layer`) to the others in its
+    group, as Lucid does. Rows alone in their group score 0, so no unit feels
+    another unit's images. Rows with the same `images` id (views of one image)
+    are not pushed apart."""
     def score(acts):
         out = acts[layer].float()
         flat = out.flatten(2)
         gram = F.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
         similarity = gram @ gram.T
         g = groups.to(out.device)
-        mates = (g[:, None] == g[None, :]) & ~torch.eye(len(g), dtype=torch.bool, device=out.device)
+        own = torch.arange(len(g)) if images is None else images
+        own = own.to(out.device)
+        mates = (g[:, None] == g[None, :]) & (own[:, None] != own[None, :])
         return -(similarity * mates).sum(1)
     return Objective(score, frozenset([layer]))
 

@@ -2,8 +2,9 @@
 
 Each image in a batch optimizes its own unit. In eval mode the images do not
 interact, so a batch of 64 channels costs one forward and one backward pass per
-step, and a unit renders the same inside a batch as alone: its initial image
-and its random transforms come from a generator seeded by the unit itself.
+step (over all the views its recipe takes of each image), and a unit renders
+the same inside a batch as alone: its initial image and its random views come
+from a generator seeded by the unit itself.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def render(model: Model, units: list[Unit], settings: Settings, device: torch.de
     On CUDA out-of-memory the batch is split in two and the batch size halved
     for the rest of the run.
     """
-    size = batch_size or devices.default_batch_size(device, settings.size)
+    size = batch_size or devices.default_batch_size(device, settings)
     pending = batches(units, size)
     while pending:
         batch = pending.pop(0)
@@ -99,42 +100,47 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     precision = settings.precision
 
     image_param = param.make(settings.param, settings.size, settings.decay_power, device)
+    recipe = settings.recipe_spec
     generators = [torch.Generator().manual_seed(image_seed(settings, u, c)) for u, c in items]
     params = torch.stack([image_param.init(g) for g in generators]).to(device).requires_grad_()
-    views = torch.stack([transforms.draw(settings.steps, g) for g in generators]).to(device)
+    view_params = torch.stack([transforms.draw(recipe, settings.steps, g) for g in generators]).to(device)
+    per_image = recipe.views
     mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
 
     index = torch.tensor([u.index for u, _ in items])
-    measure = unit_objective(first, index)
+    measure = unit_objective(first, index.repeat_interleave(per_image))
     sign = -1.0 if first.negative else 1.0
     layers = set(measure.layers)
     spread = None
     if copies > 1:
-        groups = torch.arange(len(units)).repeat_interleave(copies)
-        spread = settings.diversity_weight * objectives.diversity(diversity_layer(model, first), groups)
+        # Copies of a unit are pushed apart; views of one image are not.
+        groups = torch.arange(len(units)).repeat_interleave(copies * per_image)
+        images_of = torch.arange(len(items)).repeat_interleave(per_image)
+        spread = settings.diversity_weight * objectives.diversity(diversity_layer(model, first), groups, images_of)
         layers |= spread.layers
 
     optimizer = torch.optim.Adam([params], lr=settings.lr)
     curve = torch.zeros(settings.steps, len(items), device=device)
     for step in range(settings.steps):
         optimizer.zero_grad(set_to_none=True)
-        x = (transforms.apply(image_param.to_image(params), views[:, step]) - mean) / std
+        x = (transforms.apply(recipe, image_param.to_image(params), view_params[:, step]) - mean) / std
         x = x.contiguous(memory_format=torch.channels_last)
         with redirected_relus(model.module, step < settings.redirect_steps), devices.autocast(device, precision):
             acts = activations(model, x, layers)
         score = measure(acts)
         goal = sign * score if spread is None else sign * score + spread(acts)
-        (-goal.sum()).backward()
+        # Each image's goal is the mean over its views.
+        (-goal.sum() / per_image).backward()
         optimizer.step()
-        curve[step] = score.detach()
+        curve[step] = score.detach().view(len(items), per_image).mean(1)
 
     with torch.no_grad():
         images = image_param.to_image(params)
         wanted = set(measure.layers) | ({model.output_layer} if first.objective in CLASS_OBJECTIVES else set())
         with devices.autocast(device, precision):
             acts = activations(model, ((images - mean) / std).contiguous(memory_format=torch.channels_last), wanted)
-        final = measure(acts)
+        final = unit_objective(first, index)(acts)
         probability = None
         if first.objective in CLASS_OBJECTIVES:
             probability = objectives.class_probability(model.output_layer, index)(acts)

@@ -1,10 +1,17 @@
-"""Transformation robustness: a random affine view of every image at every step.
+"""Transformation robustness: random views of every image at every step.
 
-The reference chain (Lucid) is: pad 12 with grey, jitter 8, scale 0.90..1.10,
-rotate -10..10 degrees, jitter 4. All of it is one affine map per image, so the
-whole chain costs a single `grid_sample`. The random draws for every step are
-made up front from each image's own generator: a unit's noise does not depend
-on which other units share its batch, and the loop has no per-step Python work.
+A recipe (settings.Recipe) decides what the model sees of an image:
+
+  lucid  the reference chain (Lucid): pad 12 with grey, jitter 8, scale
+         0.90..1.10, rotate -10..10 degrees, jitter 4; one view per step.
+  crops  several random square crops per step, from half the frame to all of
+         it, mirrored and slightly rotated, edges reflected, each resampled to
+         a fixed view size; the objective is averaged over them.
+
+Every view is one affine map, so a step's views cost a single `grid_sample`.
+The random draws for every step are made up front from each image's own
+generator: a unit's noise does not depend on which other units share its
+batch, and the loop has no per-step Python work.
 """
 
 from __future__ import annotations
@@ -14,39 +21,81 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..settings import Recipe
+
 PAD = 12
 JITTER = (8, 4)
 SCALES = tuple(1 + (i - 5) / 50 for i in range(11))
 ANGLES = tuple(range(-10, 11)) + (0,) * 5  # extra weight on no rotation
 
-# Columns of one step's draw: two jitters (x, y each), a scale, an angle.
-N_PARAMS = 6
+
+def draw(recipe: Recipe, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """[steps, views, P] random view parameters for one image."""
+    if recipe.transforms == "lucid":
+        return _draw_lucid(steps, generator)[:, None]
+    return _draw_crops(recipe, steps, generator)
 
 
-def draw(steps: int, generator: torch.Generator) -> torch.Tensor:
-    """[steps, N_PARAMS] random transform parameters for one image."""
+def apply(recipe: Recipe, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+    """Views [B*views, 3, h, w] of a batch [B, 3, H, W] from params [B, views, P]; differentiable.
+    The views of image b are rows b*views ... b*views + views - 1."""
+    if recipe.transforms == "lucid":
+        return _apply_lucid(images, params[:, 0])
+    return _apply_crops(images, params, output_size(recipe, images.shape[-1]))
+
+
+def output_size(recipe: Recipe, size: int) -> int:
+    """Side of every view of a `size` image."""
+    if recipe.transforms == "lucid":
+        return size + 2 * PAD - sum(JITTER)  # padded, then cropped by both jitters
+    return max(16, round(size * recipe.view_scale))
+
+
+def _draw_lucid(steps: int, generator: torch.Generator) -> torch.Tensor:
+    """[steps, 6]: two jitters (x, y each), a scale, an angle."""
     jitters = [torch.randint(0, d, (steps, 2), generator=generator).float() - (d - 1) / 2 for d in JITTER]
     scale = torch.tensor(SCALES)[torch.randint(0, len(SCALES), (steps, 1), generator=generator)]
     angle = torch.tensor(ANGLES, dtype=torch.float)[torch.randint(0, len(ANGLES), (steps, 1), generator=generator)]
     return torch.cat([jitters[0], jitters[1], scale, angle], dim=1)
 
 
-def output_size(size: int) -> int:
-    """Side of the transformed view: padded, then cropped by both jitters."""
-    return size + 2 * PAD - sum(JITTER)
-
-
-def apply(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-    """Transform a batch [B,3,H,W] with per-image params [B, N_PARAMS]; differentiable."""
+def _apply_lucid(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     b, _, h, w = images.shape
     padded = F.pad(images, (PAD,) * 4, value=0.5)
     size_in = h + 2 * PAD
-    size_out = output_size(h)
+    size_out = size_in - sum(JITTER)
     shift = (params[:, 0:2] + params[:, 2:4]) * (2.0 / size_in)  # pixels -> normalized coordinates
     scale, angle = params[:, 4], params[:, 5] * (math.pi / 180)
     zoom = (size_out / size_in) / scale
-    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(images.dtype)
-    grid = F.affine_grid(theta, (b, 3, size_out, size_out), align_corners=False)
+    theta = _theta(zoom, angle, shift[:, 0], shift[:, 1], torch.ones_like(zoom))
+    grid = F.affine_grid(theta.to(images.dtype), (b, 3, size_out, size_out), align_corners=False)
     return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _draw_crops(recipe: Recipe, steps: int, generator: torch.Generator) -> torch.Tensor:
+    """[steps, views, 5]: crop side (fraction of the image), centre x and y
+    (normalized, keeping the crop inside the frame), angle in radians, mirror sign."""
+    shape = (steps, recipe.views)
+    uniform = lambda: torch.rand(shape, generator=generator)  # noqa: E731
+    side = recipe.min_crop + (1 - recipe.min_crop) * uniform()
+    centre_x, centre_y = ((2 * uniform() - 1) * (1 - side) for _ in range(2))
+    angle = (2 * uniform() - 1) * math.radians(recipe.max_angle)
+    mirror = torch.where(uniform() < 0.5, -1.0, 1.0) if recipe.flip else torch.ones(shape)
+    return torch.stack([side, centre_x, centre_y, angle, mirror], dim=2)
+
+
+def _apply_crops(images: torch.Tensor, params: torch.Tensor, size: int) -> torch.Tensor:
+    b, views = params.shape[:2]
+    side, centre_x, centre_y, angle, mirror = params.reshape(b * views, 5).unbind(1)
+    theta = _theta(side, angle, centre_x, centre_y, mirror)
+    grid = F.affine_grid(theta.to(images.dtype), (b * views, 3, size, size), align_corners=False)
+    return F.grid_sample(images.repeat_interleave(views, dim=0), grid, mode="bilinear",
+                         padding_mode="reflection", align_corners=False)
+
+
+def _theta(zoom, angle, shift_x, shift_y, mirror) -> torch.Tensor:
+    """[N, 2, 3] affine maps from output to input coordinates: rotate and zoom
+    (zoom < 1 magnifies), mirror the output's x axis, then shift."""
+    cos, sin = torch.cos(angle) * zoom, torch.sin(angle) * zoom
+    return torch.stack([torch.stack([cos * mirror, -sin, shift_x], 1),
+                        torch.stack([sin * mirror, cos, shift_y], 1)], 1)
