@@ -53,8 +53,12 @@ def main():
         columns.append((folder.name, folder))
         print(f"{recipe}: {(time.perf_counter() - start) / len(units):.1f} s/unit, "
               f"mean objective {sum(r.final_objective for r in results.values()) / len(units):.2f}", flush=True)
-    print(contact_sheet(columns, files, [f"{u.layer.replace('_blocks.', 'b')}:{u.index}" for u in units],
-                        args.out / "contact-sheet.jpg"))
+    print(contact_sheet(columns, files, [label(u) for u in units], args.out / "contact-sheet.jpg"))
+
+
+def label(unit: Unit) -> str:
+    """'_blocks.10._expand_conv', 40 -> 'b10 expand 40' (fits the sheet's margin)."""
+    return f"{unit.layer.replace('_blocks.', 'b').replace('._', ' ').replace('_conv', '').strip('_ ')} {unit.index}"
 
 
 if __name__ == "__main__":
