@@ -86,7 +86,7 @@ def layers(model, weights):
               help="What the model sees each step: " + "; ".join(f"{k}: {v}" for k, v in RECIPE_HELP.items()) + ".")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numerics; auto: bf16 where native.")
 @click.option("--seed", type=int, help="Random seed (same seed, same image on the same device).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per batch (default: from free memory).")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Units per batch (default: from free memory).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @_weights_option
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)

@@ -47,12 +47,9 @@ def timed(function, device) -> float:
     return time.perf_counter() - start
 
 
-REPEAT = 1  # timed runs per measurement (best of); set by --repeat
-
-
 def warm_then_time(function, warm_up, device) -> float:
     warm_up()
-    return min(timed(function, device) for _ in range(REPEAT))
+    return timed(function, device)
 
 
 def floor_loop(model, layer: str, batch: int, settings: Settings, device) -> None:
@@ -107,10 +104,7 @@ def main():
     parser.add_argument("--project", action="store_true",
                         help="compare every conv layer and the classes instead, and project the full atlas")
     parser.add_argument("--linearity", action="store_true", help="time two sizes x two unit counts")
-    parser.add_argument("--repeat", type=int, default=1, help="time each measurement N times, keep the best")
     args = parser.parse_args()
-    global REPEAT
-    REPEAT = args.repeat
 
     device = devices.resolve_device(args.device)
     model = to_device(load_model(args.model, args.weights), device)
