@@ -19,6 +19,7 @@ from PIL import Image
 from atlas import device as devices
 from atlas.models import load_model, to_device
 from atlas.optvis.render import render
+from atlas.plan import parse_unit
 from atlas.settings import Settings
 from atlas.units import Unit
 
@@ -38,7 +39,7 @@ def main():
     args = parser.parse_args()
     device = devices.resolve_device("auto")
     model = to_device(load_model("efficientnet_lite0"), device)
-    units = [Unit(spec.rsplit(":", 1)[0], int(spec.rsplit(":", 1)[1])) for spec in args.units.split(",")]
+    units = [Unit(*parse_unit(model, spec)) for spec in args.units.split(",")]
     files = [f"{u.layer}-{u.index}.png" for u in units]
     columns = []
     for recipe in args.recipe or ["lucid", "views"]:
