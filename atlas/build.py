@@ -128,24 +128,26 @@ def _retry(model: Model, unit: Unit, settings: Settings, device: torch.device) -
 
 
 def entry_meta(model: Model, result: Rendered, settings: Settings, device: str) -> dict:
-    """The metadata a unit page shows, stored beside its images."""
-    return {
-        "status": "failed" if result.error else "ok",
-        "error": result.error,
-        "model": model.name,
-        "weights": model.weights,
-        "fingerprint": model.fingerprint,
-        "unit": result.unit.as_dict(),
-        "settings": settings.as_dict(),
-        "recipe_version": RECIPE_VERSION,
-        "curve": list(result.curve),
-        "final_objective": result.final_objective if not result.error else None,
-        "final_objectives": list(result.final_objectives),
-        "class_probability": result.class_probability,
-        "seconds": result.seconds,
-        "device": device,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
-    }
+    """The metadata a unit page shows, stored beside its images (see `atlas.record`)."""
+    from .record import EntryMeta
+
+    return EntryMeta(
+        unit=result.unit,
+        status="failed" if result.error else "ok",
+        error=result.error,
+        model=model.name,
+        weights=model.weights,
+        fingerprint=model.fingerprint,
+        settings=settings.as_dict(),
+        recipe_version=RECIPE_VERSION,
+        curve=tuple(result.curve),
+        final_objective=result.final_objective if not result.error else None,
+        final_objectives=tuple(result.final_objectives),
+        class_probability=result.class_probability,
+        seconds=result.seconds,
+        device=device,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+    ).to_dict()
 
 
 def estimate_seconds(model: Model, units: list[Unit], settings: Settings, device: torch.device,

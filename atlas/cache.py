@@ -148,18 +148,39 @@ def load_model_cards(root: Path) -> list[dict]:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `data` to `path` so readers see the old file or the new one, never half."""
+    try:
+        replace_file(path, data)
+    except OSError as err:
+        raise AtlasError(f"cannot write {path}: {err.strerror or err}") from err
+
+
+def replace_file(path: Path, data: bytes, fsync: bool = True) -> None:
+    """`atomic_write` raising OSError. `fsync=False` for files that can be made again
+    (site images): it skips the flush to disk that costs milliseconds a file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = temp_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException:
         tmp.unlink(missing_ok=True)
-        raise AtlasError(f"cannot write {path}: {err.strerror or err}") from err
+        raise
+
+
+def temp_path(path: Path) -> Path:
+    """The temporary name a file is written under before it is renamed to `path`:
+    hidden, unique, and recognizable by `is_temp` (what `atlas gc` collects)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+
+
+def is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
 
 
 def _png_bytes(image: np.ndarray) -> bytes:

@@ -183,12 +183,14 @@ def build(model, preset, layers, channels, classes, unit_specs, objective, class
 @main.command("render")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
-def render_site(cache_dir, out):
+@click.option("--site-budget", default="1GB", show_default=True, callback=lambda ctx, param, value: _budget(value),
+              help="Warn when the written site is larger (GitHub Pages allows 1 GB).")
+def render_site(cache_dir, out, site_budget):
     """Rebuild the website from the cache alone (no model needed)."""
     if not (cache_dir / "models").is_dir():
         raise AtlasError(f"no atlas cache at {cache_dir}: run `atlas build MODEL` first")
     _check_writable(out, "output dir")
-    click.echo(f"site: {_write_site(cache_dir, out)}")
+    click.echo(f"site: {_write_site(cache_dir, out, site_budget)}")
 
 
 @main.command()
@@ -211,13 +213,31 @@ def _find_examples(model, layers, folder, cache_dir, device, k, batch_size):
                + (f"{rate:.1f} images/s" if rate else "from cache"))
 
 
-def _write_site(cache_dir: Path, out: Path) -> Path:
-    from .site import write_site
+def _write_site(cache_dir: Path, out: Path, budget: int | None = None) -> Path:
+    """Write the site, then print what it weighs by kind of file and warn, with the
+    fix, when it is over `budget` bytes (default: GitHub Pages' 1 GB)."""
+    from .site import DEFAULT_BUDGET, measure, write_site
 
     try:
-        return write_site(cache_dir, out)
+        index = write_site(cache_dir, out)
+        size = measure(out)
     except OSError as err:
         raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
+    click.echo(f"site size: {size.summary()}")
+    problem = size.over(budget or DEFAULT_BUDGET)
+    if problem:
+        click.echo(f"warning: {problem}", err=True)
+    return index
+
+
+def _budget(value: str) -> int:
+    """--site-budget: a size like 1GB or 500MB, in bytes."""
+    from .site.size import parse_budget
+
+    try:
+        return parse_budget(value)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _check_writable(path: Path, what: str) -> None:
@@ -238,3 +258,29 @@ def _duration(seconds: float) -> str:
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+@main.command()
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@click.option("--min-age", type=click.FloatRange(min=0), default=60.0, show_default=True,
+              help="Minutes: younger files may belong to a build still running and are kept.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+def gc(cache_dir, min_age, dry_run):
+    """Remove cache files no entry references: orphan images, stale temp files, unused crops."""
+    from .gc import collect
+    from .text import format_bytes
+
+    if not (cache_dir / "entries").is_dir() and not (cache_dir / "examples").is_dir():
+        raise AtlasError(f"no atlas cache at {cache_dir}")
+    report = collect(cache_dir, min_age * 60, dry_run)
+    verb = "would free" if dry_run else "freed"
+    for kind, found in report.removed.items():
+        if found:
+            click.echo(f"  {kind}: {len(found)} files, {format_bytes(sum(size for _, size in found))}")
+            if dry_run:
+                for path, _ in found:
+                    click.echo(f"    {path}")
+    click.echo(f"gc: {verb} {format_bytes(report.freed)} in {report.files} files"
+               + (f"; kept {report.kept_young} unreferenced files younger than {min_age:g} min"
+                  if report.kept_young else "")
+               + (f"; kept {report.kept_unreadable} images of unreadable entries" if report.kept_unreadable else ""))

@@ -1,0 +1,111 @@
+"""The metadata of one cache entry, as one typed record for its writer and its readers.
+
+`atlas.build.entry_meta` writes it beside an entry's images; the site reads it
+back. Both go through `EntryMeta`, so a field renamed or added is renamed or
+added in one place. `from_dict` tolerates entries written by older versions (a
+field missing, a number stored as a string, a NaN): what cannot be read becomes
+the field's empty value rather than an error, because a page with a blank metric
+beats a site that fails to build over one old entry.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from .units import Unit
+
+
+@dataclass(frozen=True)
+class EntryMeta:
+    unit: Unit
+    status: str = "ok"                        # "ok" or "failed"
+    error: str | None = None                  # why it failed
+    model: str = ""
+    weights: str = ""
+    fingerprint: str = ""
+    settings: Mapping[str, Any] = field(default_factory=dict)   # Settings.as_dict()
+    recipe_version: Any = None
+    curve: tuple[float, ...] = ()             # objective per step
+    final_objective: float | None = None
+    final_objectives: tuple[float, ...] = ()  # one per image (diversity)
+    class_probability: float | None = None    # class units only
+    seconds: float = 0.0
+    device: str = ""
+    created: str = ""                         # ISO 8601, UTC
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def size(self) -> int | None:
+        """Side of the rendered images in pixels, where the settings say."""
+        return _int(self.settings.get("size"))
+
+    @property
+    def created_at(self) -> float:
+        """Sortable time of the entry (0 when unknown); naive timestamps are UTC."""
+        try:
+            moment = datetime.fromisoformat(self.created)
+        except ValueError:
+            return 0.0
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+
+    def to_dict(self) -> dict:
+        """The JSON-ready dict stored in the cache (`cache.store` adds key and images)."""
+        return {
+            "status": self.status, "error": self.error, "model": self.model, "weights": self.weights,
+            "fingerprint": self.fingerprint, "unit": self.unit.as_dict(), "settings": dict(self.settings),
+            "recipe_version": self.recipe_version, "curve": list(self.curve),
+            "final_objective": self.final_objective, "final_objectives": list(self.final_objectives),
+            "class_probability": self.class_probability, "seconds": self.seconds, "device": self.device,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EntryMeta":
+        """Read stored metadata; only the unit is required (it names the entry's page)."""
+        settings = data.get("settings")
+        status = str(data.get("status") or "failed")
+        error = data.get("error")
+        return cls(
+            unit=Unit.from_dict(data["unit"]),
+            status=status,
+            error=str(error) if error else (None if status == "ok" else "unknown error"),
+            model=str(data.get("model") or ""), weights=str(data.get("weights") or ""),
+            fingerprint=str(data.get("fingerprint") or ""),
+            settings=dict(settings) if isinstance(settings, Mapping) else {},
+            recipe_version=data.get("recipe_version"),
+            curve=_numbers(data.get("curve")),
+            final_objective=number(data.get("final_objective")),
+            final_objectives=_numbers(data.get("final_objectives")),
+            class_probability=number(data.get("class_probability")),
+            seconds=number(data.get("seconds")) or 0.0,
+            device=str(data.get("device") or ""), created=str(data.get("created") or ""),
+        )
+
+
+def number(value) -> float | None:
+    """A finite float, or None for anything else (missing, text, NaN, infinity)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _numbers(values) -> tuple[float, ...]:
+    """A curve as stored: non-finite points kept as NaN so step numbers stay right."""
+    if not isinstance(values, (list, tuple)):
+        return ()
+    return tuple(math.nan if (v := number(value)) is None else v for value in values)
+
+
+def _int(value) -> int | None:
+    value = number(value)
+    return int(value) if value is not None and value == int(value) else None

@@ -1,0 +1,207 @@
+"""Cache entries in, view records out: group renders under their model, newest first.
+
+Reads each entry's metadata through `atlas.record.EntryMeta`, the record the
+build writes, and attaches stored dataset examples to their layers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import warnings
+from pathlib import Path
+
+from .. import cache
+from ..record import EntryMeta, number
+from ..text import safe_name
+from ..units import OBJECTIVES
+from .pages import curve_plot
+from .publish import FULL, THUMB, EXAMPLE_DIR
+from .views import ExampleSet, ExampleView, LayerView, ModelView, Render, UnitView
+
+
+def build_models(entries, cards: list[dict], examples: dict | None = None,
+                 examples_dir: Path | None = None) -> list[ModelView]:
+    """Group cache entries under their model card, newest render per unit, pages linked up.
+
+    `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
+    (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`.
+    """
+    newest: dict[tuple, tuple[cache.Entry, EntryMeta]] = {}
+    for entry in entries:
+        try:
+            meta = EntryMeta.from_dict(entry.meta)
+        except (KeyError, TypeError, ValueError) as err:   # no readable unit: no page to put it on
+            warnings.warn(f"cache entry {entry.key} names no unit ({err}); the site leaves it out", stacklevel=2)
+            continue
+        ident = (meta.model, meta.fingerprint, meta.unit)
+        old = newest.get(ident)
+        if old is None or meta.created_at >= old[1].created_at:
+            newest[ident] = (entry, meta)
+
+    by_id: dict[tuple, list[tuple[cache.Entry, EntryMeta]]] = {}
+    for (model, fingerprint, _), item in newest.items():
+        by_id.setdefault((model, fingerprint), []).append(item)
+
+    cards = list(cards)
+    known = {(str(c.get("name") or ""), str(c.get("fingerprint") or "")) for c in cards}
+    for model, fingerprint in sorted(set(by_id) - known, key=str):
+        cards.append(_card_from_entries(model, fingerprint, by_id[(model, fingerprint)]))
+
+    models = [_model_view(card, by_id.get((str(card.get("name") or ""), str(card.get("fingerprint") or "")), []))
+              for card in cards]
+    models = [m for m in models if m.renders]
+    models.sort(key=lambda m: (m.name, m.slug))
+    if examples and examples_dir is not None:
+        _attach_examples(models, examples, Path(examples_dir))
+    _link_elsewhere(models)
+    return models
+
+
+def _card_from_entries(model: str, fingerprint: str, entries: list[tuple[cache.Entry, EntryMeta]]) -> dict:
+    """A stand-in card for entries whose model card is missing, so they still show."""
+    output = next((m.unit.layer for _, m in entries if m.unit.objective in ("logit", "prob")), None)
+    return {"name": model, "slug": f"{model}-{str(fingerprint)[:8]}", "fingerprint": fingerprint,
+            "weights": entries[0][1].weights, "layers": [], "output_layer": output, "class_names": None}
+
+
+def _model_view(card: dict, entries: list[tuple[cache.Entry, EntryMeta]]) -> ModelView:
+    model = ModelView(name=str(card.get("name", "")), slug=str(card.get("slug") or card.get("name")),
+                      weights=str(card.get("weights", "")), fingerprint=str(card.get("fingerprint", "")),
+                      class_names=card.get("class_names"))
+    output = card.get("output_layer")
+    for spec in card.get("layers") or []:
+        model.layers.append(LayerView(model, str(spec["name"]), str(spec.get("type", "")),
+                                      spec.get("channels"), spec["name"] == output,
+                                      str(spec.get("kind", ""))))
+    # Layers the card does not list (an older card, a stand-in) go last, in name order.
+    for name in sorted({m.unit.layer for _, m in entries} - {layer.name for layer in model.layers}):
+        model.layers.append(LayerView(model, name, "", None, name == output))
+
+    by_unit: dict[tuple[str, int], list[Render]] = {}
+    for entry, meta in entries:
+        render = _render(model, entry, meta)
+        model.renders.append(render)
+        if render.unit.objective == "deepdream":
+            model.layer(render.unit.layer).layer_renders.append(render)
+        else:
+            by_unit.setdefault((render.unit.layer, render.unit.index), []).append(render)
+
+    for layer in model.layers:
+        indices = sorted(i for (name, i) in by_unit if name == layer.name)
+        for index in indices:
+            renders = sorted(by_unit[(layer.name, index)], key=_render_order)
+            name = None
+            if layer.is_output and model.class_names and 0 <= index < len(model.class_names):
+                name = str(model.class_names[index])
+            layer.units.append(UnitView(layer, index, renders, class_name=name))
+            for other in renders[1:]:   # grids show a unit's main render alone: only it needs a thumbnail
+                other.thumb = None
+        for before, after in zip(layer.units, layer.units[1:]):
+            before.next, after.prev = after, before
+        layer.layer_renders.sort(key=_render_order)
+        for render in layer.layer_renders:   # shown whole on the layer page, never in a grid
+            render.thumb = None
+    return model
+
+
+def _render_order(render: Render) -> tuple:
+    """Main render first: plain positive channel/logit, then by objective and variant."""
+    u = render.unit
+    return (not render.is_plain, not render.ok, OBJECTIVES.index(u.objective), u.negative, u.diversity)
+
+
+def _render(model: ModelView, entry: cache.Entry, meta: EntryMeta) -> Render:
+    # cache.scan checked every image against its sha256, so the records are sound.
+    digests = [str(record["sha256"]) for record in entry.meta.get("images") or []]
+    stem = safe_name(entry.key)  # keys are hex; a doctored cache still cannot escape images/
+    ok = meta.ok and bool(digests)
+    return Render(key=entry.key, meta=meta,
+                  images=[FULL.site_path(stem, digest) for digest in digests] if ok else [],
+                  sources=list(entry.image_paths) if ok else [],
+                  thumb=THUMB.site_path(stem, digests[0]) if ok else None,
+                  curve=curve_plot(meta.curve), weights=meta.weights or model.weights)
+
+
+def _link_elsewhere(models: list[ModelView]) -> None:
+    """Link each unit to the same unit elsewhere: the same channel index in the model's
+    other layers (as the reference table follows channel 54 down VGG), and the same
+    layer and index (or the same class) in other models."""
+    def ident(unit: UnitView) -> tuple:
+        return ("class", unit.index) if unit.layer.is_output else (unit.layer.name, unit.index)
+
+    everywhere: dict[tuple, list[UnitView]] = {}
+    for model in models:
+        for unit in model.units:
+            everywhere.setdefault(ident(unit), []).append(unit)
+    for model in models:
+        by_index: dict[int, list[UnitView]] = {}
+        for unit in model.units:
+            if not unit.layer.is_output:
+                by_index.setdefault(unit.index, []).append(unit)
+        for unit in model.units:
+            same_model = [] if unit.layer.is_output else by_index[unit.index]
+            others = [u for u in everywhere[ident(unit)] if u.layer.model is not model]
+            unit.elsewhere = [u for u in same_model + others if u is not unit]
+
+
+def _attach_examples(models: list[ModelView], examples: dict, examples_dir: Path) -> None:
+    digests: dict[Path, str | None] = {}   # channels share crops of one image: hash each once
+    for model in models:
+        for layer in model.layers:
+            result = examples.get((model.name, model.fingerprint, layer.name))
+            if result is not None and layer.rendered:
+                layer.examples = _example_set(result, examples_dir, digests)
+
+
+def _example_set(result: dict, examples_dir: Path, digests: dict) -> ExampleSet:
+    channels, best, skipped = [], [], 0
+    for stored in result.get("channels") or []:
+        shown = [view for view in (_example(item, examples_dir, digests) for item in stored) if view]
+        skipped += len(stored) - len(shown)
+        channels.append(shown)
+        values = [number(item.get("value")) for item in stored if isinstance(item, dict)]
+        best.append(max((v for v in values if v is not None), default=None))
+    if skipped:
+        warnings.warn(f"dataset examples {result.get('key')}: {skipped} crops missing or malformed; "
+                      "the site leaves them out", stacklevel=3)
+    dataset = str(result.get("dataset") or "")
+    return ExampleSet(
+        key=str(result.get("key", "")), k=_int(result.get("k")) or max(map(len, channels), default=0),
+        images=_int(result.get("images")) or 0,
+        dataset=posixpath.basename(dataset.replace("\\", "/").rstrip("/")) or dataset,
+        size=_int(result.get("size")), receptive_field=_int(result.get("receptive_field")),
+        channels=channels, best=best)
+
+
+def _example(item, examples_dir: Path, digests: dict) -> ExampleView | None:
+    """One stored example, or None when its crop is missing, unreadable or outside the cache."""
+    if not isinstance(item, dict) or not isinstance(item.get("crop"), str):
+        return None
+    source = examples_dir / item["crop"]
+    if source not in digests:
+        digests[source] = _digest(source, examples_dir)
+    digest = digests[source]
+    if digest is None:
+        return None
+    box = item.get("box")
+    box = tuple(int(v) for v in box) if isinstance(box, list) and len(box) == 4 and all(
+        isinstance(v, (int, float)) for v in box) else None
+    return ExampleView(image=f"{EXAMPLE_DIR}/{digest}.jpg", source=source,
+                       value=number(item.get("value")), file=str(item.get("file", "")), box=box)
+
+
+def _digest(source: Path, examples_dir: Path) -> str | None:
+    """The crop's content hash, which names it in the site: a crop rewritten in the
+    cache gets a new name, so a stale copy is never reused, and equal crops share one."""
+    try:
+        if not source.resolve().is_relative_to(examples_dir.resolve()):
+            return None
+        return hashlib.sha256(source.read_bytes()).hexdigest()[:20]
+    except OSError:
+        return None
+
+
+def _int(value) -> int | None:
+    value = number(value)
+    return int(value) if value is not None and value == int(value) else None

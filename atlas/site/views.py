@@ -1,0 +1,262 @@
+"""The records the templates read: a model, its layers, their units, each unit's renders.
+
+Built once from the cache by `atlas.site.read`, never mutated by templates.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..text import safe_name
+from ..record import EntryMeta
+from ..units import Unit
+from .pages import common_settings, compare_to_examples
+
+
+@dataclass
+class Render:
+    """One cache entry as a page shows it: its stored metadata plus where its images are."""
+    key: str
+    meta: EntryMeta
+    images: list[str]            # site paths of the published full images
+    sources: list[Path]          # the cache PNGs they are made from
+    thumb: str | None = None     # site path of the grid thumbnail; only a unit's main render has one
+    curve: dict | None = None    # the objective curve as `pages.curve_plot` draws it
+    weights: str = ""            # the entry's weights, else its model's
+
+    @property
+    def unit(self) -> Unit:
+        return self.meta.unit
+
+    @property
+    def ok(self) -> bool:
+        return self.meta.ok and bool(self.images)
+
+    @property
+    def error(self) -> str:
+        return self.meta.error or ("no images" if self.meta.ok else "unknown error")
+
+    @property
+    def size(self) -> int | None:
+        return self.meta.size
+
+    @property
+    def settings(self) -> dict:
+        return dict(self.meta.settings)
+
+    @property
+    def final_objective(self) -> float | None:
+        return self.meta.final_objective
+
+    @property
+    def class_probability(self) -> float | None:
+        return self.meta.class_probability
+
+    @property
+    def recipe_version(self):
+        return self.meta.recipe_version
+
+    @property
+    def seconds(self) -> float:
+        return self.meta.seconds
+
+    @property
+    def device(self) -> str:
+        return self.meta.device
+
+    @property
+    def created(self) -> str:
+        return self.meta.created
+
+    @property
+    def variant(self) -> str:
+        return self.unit.variant
+
+    @property
+    def is_plain(self) -> bool:
+        u = self.unit
+        return u.objective in ("channel", "logit") and not u.negative and u.diversity == 1
+
+
+@dataclass
+class ExampleView:
+    """One natural image among a unit's top examples: the crop the page shows."""
+    image: str                   # site path of the published crop
+    source: Path                 # the crop in the cache
+    value: float | None          # the unit's objective on the image
+    file: str                    # the image, relative to the dataset folder
+    box: tuple[int, int, int, int] | None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.file.replace("\\", "/")) or self.file
+
+
+@dataclass
+class ExampleSet:
+    """One layer's stored dataset-examples result as the pages show it."""
+    key: str
+    k: int
+    images: int                  # images in the dataset
+    dataset: str                 # the dataset folder's name (never its full local path)
+    size: int | None             # side of the model-input view the crops come from
+    receptive_field: int | None
+    channels: list[list[ExampleView]]
+    best: list[float | None]     # each channel's best stored value, shown or not
+
+    @property
+    def whole_image(self) -> bool:
+        return not self.receptive_field or not self.size or self.receptive_field >= self.size
+
+
+@dataclass
+class UnitView:
+    """One (layer, index) of a model: the page shows all renders of it."""
+    layer: "LayerView"
+    index: int
+    renders: list[Render]        # main render first
+    class_name: str | None = None
+    prev: "UnitView | None" = None
+    next: "UnitView | None" = None
+    elsewhere: list["UnitView"] = field(default_factory=list)
+
+    @property
+    def main(self) -> Render:
+        return self.renders[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.layer.name}[{self.index}]"
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer.dir}/{self.index}.html"
+
+    @property
+    def examples(self) -> list[ExampleView]:
+        found = self.layer.examples
+        return found.channels[self.index] if found and self.index < len(found.channels) else []
+
+    @property
+    def comparison(self) -> dict | None:
+        """The main render's final objective against the best natural example, where the
+        two measure the same thing (a plain channel or logit render)."""
+        found = self.layer.examples
+        render = self.main
+        if not (found and render.ok and render.is_plain and self.index < len(found.best)):
+            return None
+        return compare_to_examples(render.final_objective, found.best[self.index],
+                                   render.size, found.size)
+
+
+@dataclass
+class LayerView:
+    model: "ModelView"
+    name: str
+    type: str
+    channels: int | None
+    is_output: bool
+    kind: str = ""               # "conv", "linear" or "other", from the model card
+    units: list[UnitView] = field(default_factory=list)
+    layer_renders: list[Render] = field(default_factory=list)   # DeepDream: the whole layer
+    examples: ExampleSet | None = None                          # top natural images per channel
+
+    @property
+    def dir(self) -> str:
+        return f"{self.model.dir}/layers/{safe_name(self.name)}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.dir}/index.html"
+
+    @property
+    def ok_units(self) -> list[UnitView]:
+        return [u for u in self.units if u.main.ok]
+
+    @property
+    def rendered(self) -> bool:
+        return bool(self.units or self.layer_renders)
+
+    @property
+    def example_objective(self) -> str:
+        """What ranks this layer's dataset examples, as `find_examples` measures it."""
+        if self.is_output:
+            return "class logit"
+        flat = self.kind == "linear" if self.kind else self.type == "Linear"   # no spatial map to average
+        return "activation" if flat else "channel mean"
+
+    @property
+    def example_tiles(self) -> list[dict]:
+        """The best example of every channel that has one, linked to its unit page if rendered."""
+        if not self.examples:
+            return []
+        pages = {u.index: u for u in self.units}
+        names = self.model.class_names if self.is_output else None
+        return [{"index": i, "example": shown[0], "unit": pages.get(i),
+                 "name": str(names[i]) if names and i < len(names) else None}
+                for i, shown in enumerate(self.examples.channels) if shown]
+
+    @property
+    def listed(self) -> bool:
+        """Whether the model page lists it: ReLUs, pools and containers only when rendered."""
+        conv = self.kind == "conv" if self.kind else self.type.startswith("Conv")
+        return self.rendered or self.is_output or conv
+
+
+@dataclass
+class ModelView:
+    name: str
+    slug: str
+    weights: str
+    fingerprint: str
+    class_names: list[str] | None
+    layers: list[LayerView] = field(default_factory=list)
+    renders: list[Render] = field(default_factory=list)
+
+    @property
+    def dir(self) -> str:
+        return f"models/{safe_name(self.slug)}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.dir}/index.html"
+
+    @property
+    def classes_path(self) -> str:
+        return f"{self.dir}/classes.html"
+
+    @property
+    def results_path(self) -> str:
+        return f"{self.dir}/results.html"
+
+    @property
+    def output(self) -> LayerView | None:
+        return next((layer for layer in self.layers if layer.is_output), None)
+
+    @property
+    def units(self) -> list[UnitView]:
+        return [u for layer in self.layers for u in layer.units]
+
+    def layer(self, name: str) -> LayerView | None:
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+    def stats(self) -> dict:
+        units = self.units
+        return {
+            "units": sum(u.main.ok for u in units),
+            "failed": sum(not u.main.ok for u in units),
+            "images": sum(len(r.images) for r in self.renders),
+            "seconds": sum(r.seconds for r in self.renders),
+            "devices": sorted({r.device for r in self.renders if r.device}),
+            "settings": common_settings(self.renders),
+            "layers": sum(layer.rendered for layer in self.layers),
+        }
+
+    def samples(self, count: int = 8) -> list[UnitView]:
+        """A few images for the home page: one per layer, deepest layers first."""
+        firsts = [layer.ok_units[0] for layer in reversed(self.layers) if layer.ok_units]
+        return firsts[:count]
+
+

@@ -1,0 +1,75 @@
+"""Writing the whole site: read the cache, render every page, publish its images.
+
+`write_site(cache_root, out_dir)` is a pure function of the cache (plus images it
+already published, which it reuses). Layout of the written folder (every link
+between pages is relative, so the site works from ``file://``, a local server,
+or a GitHub Pages project sub-path)::
+
+    index.html                                home: the models built
+    style.css, filter.js, .nojekyll
+    images/full/<key>-<sha>-<fmt>.webp        full renders (publish.FULL)
+    images/thumb/<key>-<sha>-<fmt>.webp       grid thumbnails of each unit's main render
+    images/examples/<sha>.jpg                 dataset-example crops, named by content
+    models/<slug>/index.html                  model page
+    models/<slug>/classes.html                class index (filterable)
+    models/<slug>/results.html                the reference tables
+    models/<slug>/layers/<layer>/index.html   layer page (grid of its units)
+    models/<slug>/layers/<layer>/<n>.html     unit page
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+from urllib.parse import quote
+
+from .. import cache
+from .folder import claim, remove_stale, write_if_changed
+from .pages import class_index, results_tables
+from .publish import publish_images
+from .read import build_models
+from .templates import template_dir, template_env
+
+STATIC_FILES = ("style.css", "filter.js")
+
+
+def write_site(cache_root: Path, out_dir: Path) -> Path:
+    """Write the whole site for the cache at `cache_root` into `out_dir`; return index.html."""
+    out = Path(out_dir)
+    claim(out)
+    examples = {}
+    if (Path(cache_root) / "examples").is_dir():   # the reader imports torch: only when needed
+        from ..examples import scan_examples
+        examples = scan_examples(cache_root)
+    models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
+                          examples, Path(cache_root) / "examples")
+    env = template_env()
+    written: set[Path] = set()
+
+    def page(template: str, path: str, **context) -> None:
+        here = posixpath.dirname(path) or "."
+        html = env.get_template(template).render(
+            url=lambda target: quote(posixpath.relpath(target, here)), models=models, **context)
+        target = out / path
+        written.add(target)
+        write_if_changed(target, html.encode())
+
+    page("index.html", "index.html")
+    for model in models:
+        page("model.html", model.path, model=model, stats=model.stats())
+        page("results.html", model.results_path, model=model, results=results_tables(model))
+        if model.output is not None:
+            page("classes.html", model.classes_path, model=model, classes=class_index(model))
+        for layer in model.layers:
+            if not layer.rendered:
+                continue
+            page("layer.html", layer.path, model=model, layer=layer)
+            for unit in layer.units:
+                page("unit.html", unit.path, model=model, layer=layer, unit=unit)
+
+    images = publish_images(models, out)
+    for name in STATIC_FILES:
+        write_if_changed(out / name, (template_dir() / name).read_bytes())
+    write_if_changed(out / ".nojekyll", b"")   # GitHub Pages: serve files as they are, no Jekyll
+    remove_stale(out, written, images)
+    return out / "index.html"
