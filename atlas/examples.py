@@ -8,11 +8,14 @@ Memory stays bounded: a running top-k per layer, never all activations.
 
 Results are cached per layer under `<cache>/examples/`, keyed by the dataset
 (file names, sizes, mtimes), the model and its weights, and the settings:
-adding an image invalidates them, running again does not recompute.
+adding an image invalidates them, running again does not recompute. Crops are
+stored once each under `<cache>/examples/crops/`, named by their content: many
+channels (and layers) share the same image and box, and store it only once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -34,6 +37,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 EXAMPLES_VERSION = 1
 CROP_SIDE = 112  # px of the stored crops (JPEG)
 MIN_CROP = 32  # px: the smallest receptive field still worth looking at
+CROPS_DIR = "crops"  # <cache>/examples/crops/<sha256>.jpg, shared by every layer's results
 
 
 @dataclass(frozen=True)
@@ -172,22 +176,22 @@ def _merge_top(current, values, ids, positions, k):
 def _store_layer(model, layer, key, best, grid, paths, folder, root, size, device, dataset) -> dict:
     values, ids, positions = (t.cpu() for t in best)
     side = receptive_field(model, layer, size, device) if grid else size
-    crops_dir = Path(root) / "examples" / key
     views: dict[int, torch.Tensor] = {}  # channels share their top images: decode each once
+    crops: dict[tuple, str] = {}  # (image, box) -> stored crop: channels share crops too
     channels = []
     for channel in range(values.shape[0]):
         examples = []
         for rank in range(values.shape[1]):
             image_id = int(ids[channel, rank])
             box = _box(positions[channel, rank].tolist(), grid, side, size)
-            name = f"{channel}-{rank}.jpg"
-            if image_id not in views:
-                views[image_id] = preprocess(paths[image_id], size)
-            view = views[image_id]
-            crop = (view[:, box[1]:box[3], box[0]:box[2]] * 255).round().to(torch.uint8)
-            cache.atomic_write(crops_dir / name, _jpeg(crop))
+            if (image_id, box) not in crops:
+                if image_id not in views:
+                    views[image_id] = preprocess(paths[image_id], size)
+                view = views[image_id]
+                crop = (view[:, box[1]:box[3], box[0]:box[2]] * 255).round().to(torch.uint8)
+                crops[(image_id, box)] = _store_crop(root, _jpeg(crop))
             examples.append(Example(str(paths[image_id].relative_to(folder)), float(values[channel, rank]),
-                                    box, f"{key}/{name}").__dict__)
+                                    box, crops[(image_id, box)]).__dict__)
         channels.append(examples)
     result = {"model": model.name, "fingerprint": model.fingerprint, "layer": layer, "dataset": str(folder),
               "dataset_fingerprint": dataset, "images": len(paths), "k": values.shape[1], "size": size,
@@ -206,6 +210,17 @@ def _box(position, grid, side, size) -> tuple[int, int, int, int]:
     left = int(min(max(cx - side / 2, 0), size - side))
     top = int(min(max(cy - side / 2, 0), size - side))
     return left, top, left + side, top + side
+
+
+def _store_crop(root: Path, data: bytes) -> str:
+    """Store a crop once, named by its content (relative to the examples folder): the
+    same image and box recur across channels, layers and runs, and a name that is its
+    content's hash is already right wherever it exists."""
+    name = f"{CROPS_DIR}/{hashlib.sha256(data).hexdigest()[:24]}.jpg"
+    path = Path(root) / "examples" / name
+    if not path.exists():
+        cache.atomic_write(path, data)
+    return name
 
 
 def _jpeg(crop: torch.Tensor) -> bytes:

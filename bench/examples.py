@@ -130,6 +130,10 @@ def main() -> None:
     start = time.perf_counter()
     results, rate = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
     total = time.perf_counter() - start
+    crops = [p for p in (cache_dir / "examples").rglob("*.jpg")]
+    named = sum(len(shown) for r in results.values() for shown in r["channels"])
+    print(f"crops: {named} examples name {len(set(crops))} crop files "
+          f"({sum(p.stat().st_size for p in crops) / 1e6:.1f} MB) after one pass")
     start = time.perf_counter()
     _, cached_rate = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
     again = time.perf_counter() - start

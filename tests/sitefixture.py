@@ -195,3 +195,42 @@ def make_cache(root: Path) -> FixtureCache:
     fx.examples["features.0"] = add_examples(root, vgg16, "features.0", 64, 9, False, mtime=old + 60)
     fx.examples["classifier.6"] = add_examples(root, vgg16, "classifier.6", 1000, 5, True, mtime=old + 60)
     return fx
+
+
+def make_full_vgg16(root: Path, size: int = 64, steps: int = 512, negative: bool = False, pool: int = 61) -> int:
+    """A cache the size of a full VGG16 atlas: all 4,224 conv channels and 1,000 classes
+    (with `negative`, each also negated), metadata shaped as `atlas build` writes it.
+
+    Written straight into the cache layout (image, then metadata; no fsync) rather than
+    through `cache.store`, which flushes every file: 10,000 flushes would dominate the
+    test. Images come from a pool of `pool` noisy gradients. Returns the entries written.
+    """
+    from atlas.record import EntryMeta
+
+    root = Path(root)
+    card = _card("vgg16", "f0f1f2f3f4f5f6f7", VGG16_CONV)
+    cache.store_model_card(root, card)
+    images = []
+    for seed in range(pool):
+        buffer = io.BytesIO()
+        Image.fromarray(_image(seed, size)).save(buffer, format="PNG")
+        images.append((buffer.getvalue(), hashlib.sha256(buffer.getvalue()).hexdigest()))
+    settings = Settings(size=size, steps=steps)
+    curve = [float(v) for v in np.log1p(np.arange(steps))]
+    units = [Unit(f"features.{n}", i) for n, channels in VGG16_CONV for i in range(channels)]
+    units += [Unit("classifier.6", i, "logit") for i in range(1000)]
+    units += [Unit(u.layer, u.index, u.objective, negative=True) for u in units] if negative else []
+    for n, unit in enumerate(units):
+        key = cache.entry_key(card["name"], card["fingerprint"], unit, settings)
+        folder = root / "entries" / key[:2]
+        folder.mkdir(parents=True, exist_ok=True)
+        data, digest = images[n % pool]
+        (folder / f"{key}.00000000.0.png").write_bytes(data)
+        meta = EntryMeta(unit=unit, model=card["name"], weights=card["weights"], fingerprint=card["fingerprint"],
+                         settings=settings.as_dict(), recipe_version=RECIPE_VERSION, curve=tuple(curve),
+                         final_objective=curve[-1], final_objectives=(curve[-1],),
+                         class_probability=0.5 if unit.objective == "logit" else None, seconds=2.0,
+                         device="cpu", created="2025-01-01T00:00:00+00:00").to_dict()
+        meta.update(key=key, images=[{"file": f"{key}.00000000.0.png", "sha256": digest}])
+        (folder / f"{key}.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+    return len(units)

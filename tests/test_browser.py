@@ -11,6 +11,7 @@ browser download is not used). Without them the tests skip, except under CI
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import threading
@@ -19,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from atlas.site import make_server, write_site
-from sitefixture import make_cache
+from sitefixture import make_cache, make_full_vgg16
 
-SHOTS = Path(__file__).resolve().parents[1] / "test-output" / "screenshots"
+OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
+SHOTS = OUTPUT / "screenshots"
+FIRST_VIEW_LIMIT = 2_000_000   # bytes: HTML plus the images a first view loads
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -234,3 +237,51 @@ def test_site_works_from_file_urls(browser, site):
     assert w.page.url.endswith("/layers/features.0/0.html")
     w.check_images()
     w.close()
+
+
+@pytest.fixture(scope="module")
+def full_site(tmp_path_factory):
+    """A site from a synthetic cache the size of a full VGG16 atlas (5,224 units)."""
+    root = tmp_path_factory.mktemp("full")
+    make_full_vgg16(root / "cache")
+    write_site(root / "cache", root / "site")
+    server = make_server(root / "site", port=0, quiet=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield root / "site", f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def first_view_bytes(browser, url: str) -> dict:
+    """Bytes a first visit transfers: the HTML and everything the browser fetches until
+    the network is idle, with no scrolling (lazy thumbnails below the fold stay unloaded)."""
+    w = Watched(browser)
+    page = w.page
+    page.goto(url, wait_until="load")
+    page.wait_for_load_state("networkidle")
+    sizes = page.evaluate("""() => {
+        const nav = performance.getEntriesByType('navigation')[0];
+        const res = performance.getEntriesByType('resource');
+        const images = res.filter(r => r.initiatorType === 'img');
+        return {html: nav.transferSize, images: images.reduce((a, r) => a + r.transferSize, 0),
+                other: res.filter(r => r.initiatorType !== 'img').reduce((a, r) => a + r.transferSize, 0),
+                image_count: images.length,
+                shown: document.querySelectorAll('img').length};
+    }""")
+    w.close()
+    return {**sizes, "total": sizes["html"] + sizes["images"] + sizes["other"]}
+
+
+def test_first_view_of_a_full_model_stays_light(browser, full_site):
+    """The 512-channel layer page and the 1,000-class index of a full VGG16 atlas."""
+    _, base = full_site
+    model = base + "models/vgg16-f0f1f2/"
+    measured = {name: first_view_bytes(browser, model + path)
+                for name, path in (("layer features.28 (512 channels)", "layers/features.28/index.html"),
+                                   ("class index (1000 classes)", "classes.html"))}
+    OUTPUT.mkdir(exist_ok=True)
+    (OUTPUT / "first-view-bytes.json").write_text(json.dumps(measured, indent=1))
+    for name, sizes in measured.items():
+        print(f"first view of {name}: {sizes}")
+        assert sizes["shown"] >= 512 and 0 < sizes["image_count"] < sizes["shown"] / 2, sizes   # lazy
+        assert sizes["total"] < FIRST_VIEW_LIMIT, (name, sizes)

@@ -149,3 +149,32 @@ def test_gc_after_a_killed_build_spares_live_entries_and_a_concurrent_build(tmp_
     assert running.wait(timeout=300) == 0
     entries = list(cache.scan(root))
     assert len(entries) == 3 + 4 and not unreferenced(root)   # it finished whole, nothing orphaned
+
+
+def test_example_crops_are_stored_once_and_gc_keeps_the_named_ones(tiny, cpu, tmp_path):
+    from PIL import Image
+
+    from atlas.examples import find_examples
+
+    small = tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(data / f"img{i}.png")
+    root = tmp_path / "cache"
+    results, _ = find_examples(small, ["features.5", small.output_layer], data, root, cpu, k=3)
+    named = {item["crop"] for r in results.values() for shown in r["channels"] for item in shown}
+    distinct = {(r["layer"], item["file"], tuple(item["box"])) for r in results.values()
+                for shown in r["channels"] for item in shown}
+    stored = list((root / "examples").rglob("*.jpg"))
+    total = sum(len(shown) for r in results.values() for shown in r["channels"])
+    assert len(stored) == len(named) <= len(distinct) < total     # each distinct crop written once
+    assert {str(p.relative_to(root / "examples")) for p in stored} == named
+
+    stray = root / "examples" / "crops" / "0123.jpg"   # a crop no result names any more
+    stray.write_bytes(stored[0].read_bytes())
+    age(root, 2 * HOURS)
+    report = collect(root, min_age=HOURS)
+    assert [p for p, _ in report.removed["example crops"]] == [stray]
+    assert all(p.exists() for p in stored)

@@ -426,3 +426,51 @@ def test_ratio_to_the_best_example_guards_zero_and_negative():
     assert compare_to_examples(None, 2.0) is None and compare_to_examples(3.0, None) is None
     assert compare_to_examples(3.0, 1.0, 128, 224)["note"] == "visualization at 128 px, examples at 224 px"
     assert compare_to_examples(3.0, 1.0, 224, 224)["note"] == ""
+
+
+def test_site_size_is_reported_by_kind_and_warns_over_budget(tmp_path):
+    from click.testing import CliRunner
+    from atlas.cli import main
+    from atlas.site import measure
+
+    make_cache(tmp_path / "cache")
+    write_site(tmp_path / "cache", tmp_path / "site")
+    size = measure(tmp_path / "site")
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "site").rglob("*") if p.is_file())
+    assert size.total == on_disk and size.files == sum(1 for p in (tmp_path / "site").rglob("*") if p.is_file())
+    assert size.full == sum(p.stat().st_size for p in (tmp_path / "site/images/full").iterdir())
+    assert size.thumbs > 0 and size.examples > 0 and size.pages > 0
+
+    run = CliRunner().invoke(main, ["render", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "site")])
+    assert run.exit_code == 0 and "site size: " in run.output and "full images" in run.output, run.output
+    assert "warning" not in run.output
+    run = CliRunner().invoke(main, ["render", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "site"),
+                                    "--site-budget", "100kB"])
+    assert run.exit_code == 0 and "over the 100.0 kB budget" in run.output and "--site-budget" in run.output
+    run = CliRunner().invoke(main, ["render", "--cache-dir", str(tmp_path / "cache"), "--site-budget", "lots"])
+    assert run.exit_code != 0 and "not a size" in run.output
+
+
+def test_published_images_are_webp_and_only_main_renders_get_thumbnails(built):
+    fx, site, _ = built
+    full = list((site / "images/full").iterdir())
+    assert full and all(p.suffix == ".webp" for p in full)
+    with Image.open(full[0]) as image:
+        assert image.format == "WEBP"
+    # One thumbnail per unit shown in a grid: none for variants (negative, neuron,
+    # diverse) or DeepDream renders, which pages show full size.
+    assert len(list((site / "images/thumb").iterdir())) == len(fx.units)
+
+
+def test_entry_metadata_from_older_versions_still_reads():
+    from atlas.record import EntryMeta
+    from atlas.units import Unit
+
+    old = EntryMeta.from_dict({"unit": {"layer": "features.0", "index": 3}, "status": "ok",
+                               "final_objective": "nan", "seconds": "2.5", "curve": [1, None, "x", 3]})
+    assert old.unit == Unit("features.0", 3) and old.ok and old.final_objective is None and old.seconds == 2.5
+    assert len(old.curve) == 4 and old.settings == {} and old.size is None and old.created_at == 0.0
+    failed = EntryMeta.from_dict({"unit": {"layer": "l", "index": 0}, "status": "failed"})
+    assert not failed.ok and failed.error == "unknown error"
+    again = EntryMeta.from_dict(old.to_dict())
+    assert again.unit == old.unit and again.seconds == old.seconds
