@@ -55,15 +55,21 @@ def _weights_option(f):
 @click.argument("model")
 @_weights_option
 def layers(model, weights):
-    """Print the layer catalog of MODEL: name, type, channels."""
+    """Print the layer catalog of MODEL: name, type, layout, channels, and the default selection."""
     from .models import load_model
 
     loaded = load_model(model, weights)
-    click.echo(f"{'layer':40} {'type':28} {'channels':>8}")
+    width = max([40] + [len(layer.name) + 1 for layer in loaded.layers])
+    click.echo(f"{'layer':{width}} {'type':28} {'layout':9} {'channels':>8}")
     for layer in loaded.layers:
-        mark = " *" if layer.kind == "conv" else " ◆" if layer.name == loaded.output_layer else ""
-        click.echo(f"{layer.name:40} {layer.type:28} {layer.channels:>8}{mark}")
-    click.echo("* conv layers (the default selection)   ◆ the class-logit layer")
+        mark = " *" if layer.default else " ◆" if layer.name == loaded.output_layer else ""
+        click.echo(f"{layer.name:{width}} {layer.type:28} {str(layer.layout):9} {layer.channels:>8}{mark}")
+    count = sum(layer.default for layer in loaded.layers)
+    click.echo(f"* the default selection ({count} layers): {loaded.default_why}")
+    click.echo("◆ the class-logit layer")
+    click.echo("layouts: NCHW maps; NHWC channels-last maps; tokens+K: patch tokens after K prefix tokens "
+               "(CLS), which channel objectives leave out; flat: one vector")
+    click.echo(f"input: {loaded.spec.rule}; every view is resampled to that, whatever --size")
 
 
 @main.command()

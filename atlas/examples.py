@@ -100,7 +100,7 @@ def receptive_field(model: Model, layer: str, size: int, device: torch.device) -
     far a non-zero gradient spreads (architectures differ too much to tabulate).
     """
     x = torch.rand(1, 3, size, size, device=device, requires_grad=True)
-    out = activations(model, x, {layer})[layer]
+    out = activations(model, normalize(model, x), {layer})[layer]
     if out.dim() != 4:
         return size
     out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()

