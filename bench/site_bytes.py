@@ -104,7 +104,46 @@ def print_table(title: str, rows: list[dict]) -> None:
         print(f"| {r['format']} | {r['kb']:.1f} | {r['psnr']:.1f} | {r['ssim']:.4f} | {r['worst_ssim']:.4f} | {r['ms']:.1f} |")
 
 
-def judge_formats(entries, kinds: list[ImageFormat]) -> None:
+def _encoded(kind: ImageFormat, **options):
+    def apply(image: Image.Image) -> tuple[np.ndarray, int]:
+        if not options:
+            data = kind.encode(image)
+        else:
+            buffer = io.BytesIO()
+            image.convert("RGB").save(buffer, kind.codec, quality=kind.quality, **options)
+            data = buffer.getvalue()
+        return decode(data), len(data)
+    return apply
+
+
+def _shifted(image: Image.Image) -> tuple[np.ndarray, int]:
+    return np.roll(np.asarray(image.convert("RGB")), 1, axis=1), 0
+
+
+def _dithered(image: Image.Image) -> tuple[np.ndarray, int]:
+    pixels = np.asarray(image.convert("RGB")).astype(np.int16)
+    noise = np.random.default_rng(0).integers(-1, 2, pixels.shape)
+    return np.clip(pixels + noise, 0, 255).astype(np.uint8), 0
+
+
+# What the judges see. The first two rows measure the judges' own noise: changes
+# no one can see (one pixel of shift, +-1 grey level), so a format whose scores
+# move no more than these moves them "within noise".
+JUDGED = [
+    ("PNG (source)", lambda image: (np.asarray(image.convert("RGB")), 0)),
+    ("noise: PNG shifted 1 px", _shifted),
+    ("noise: PNG +-1 level", _dithered),
+    ("WEBP q90", _encoded(ImageFormat("full", "WEBP", 90))),
+    ("WEBP q95", _encoded(ImageFormat("full", "WEBP", 95))),
+    ("WEBP q100", _encoded(ImageFormat("full", "WEBP", 100))),
+    ("WEBP lossless", _encoded(ImageFormat("full", "WEBP", 100), lossless=True, method=4)),
+    ("AVIF q80 4:4:4", _encoded(ImageFormat("full", "AVIF", 80), subsampling="4:4:4", speed=6)),
+    ("AVIF q90 4:4:4", _encoded(ImageFormat("full", "AVIF", 90), subsampling="4:4:4", speed=6)),
+    ("JPEG q95 4:4:4", _encoded(ImageFormat("full", "JPEG", 95), subsampling=0)),
+]
+
+
+def judge_formats(entries, judged=JUDGED) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from judges import logits   # the benchmark's own scoring: full frame resized to the judge's input
     from atlas.models import load_model
@@ -112,14 +151,16 @@ def judge_formats(entries, kinds: list[ImageFormat]) -> None:
     classes = [e for e in entries if e.unit.objective == "logit"]
     targets = torch.tensor([e.unit.index for e in classes])
     judges = [load_model(name) for name in ("efficientnet_lite1", "efficientnet_lite2")]
-    print(f"\njudges (Lite1 + Lite2) on {len(classes)} class units: PNG vs published")
-    print("| image | top-1 | top-5 | mean p | max abs(p - p_png) |\n|---|---|---|---|---|")
+    print(f"\njudges (Lite1 + Lite2) on {len(classes)} class units: the cached PNG vs what the site would publish")
+    print("| image | KB | top-1 | top-5 | mean p | mean abs(p - p_png) | max abs(p - p_png) |\n|---|---|---|---|---|---|---|")
     base = None
-    for kind in [ImageFormat("full", "PNG", 0)] + kinds:
-        frames = []
+    for label, make in judged:
+        frames, sizes = [], []
         for e in classes:
             with Image.open(e.image_paths[0]) as image:
-                frames.append(decode(kind.encode(image)))
+                pixels, size = make(image)
+            frames.append(pixels)
+            sizes.append(size or e.image_paths[0].stat().st_size)
         images = np.stack(frames)
         top1 = top5 = 0.0
         probs = []
@@ -131,8 +172,8 @@ def judge_formats(entries, kinds: list[ImageFormat]) -> None:
             probs.append(scores.softmax(1)[torch.arange(len(targets)), targets])
         p = torch.stack(probs)
         base = p if base is None else base
-        print(f"| {kind.codec}{'' if kind.codec == 'PNG' else f' q{kind.quality}'} | {top1:.3f} | {top5:.3f} | "
-              f"{float(p.mean()):.3f} | {float((p - base).abs().max()):.3f} |")
+        print(f"| {label} | {np.mean(sizes) / 1e3:.1f} | {top1:.3f} | {top5:.3f} | {float(p.mean()):.3f} | "
+              f"{float((p - base).abs().mean()):.3f} | {float((p - base).abs().max()):.3f} |", flush=True)
 
 
 def site_bytes(cache_dir: Path, out: Path, code: Path | None) -> dict:
@@ -145,10 +186,35 @@ def site_bytes(cache_dir: Path, out: Path, code: Path | None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code or Path(__file__).resolve().parents[1])}
     start = time.perf_counter()
     root = code or Path(__file__).resolve().parents[1]
+    cache_dir, out = Path(cache_dir).resolve(), Path(out).resolve()
     subprocess.run([sys.executable, "-c", script, str(cache_dir), str(out), str(root)], check=True, env=env,
                    cwd=str(code or Path.cwd()))
     seconds = time.perf_counter() - start
-    return {**measure(out).__dict__, "seconds": seconds}
+    count = lambda folder: sum(1 for _ in (out / "images" / folder).glob("*")) if (out / "images" / folder).is_dir() else 0  # noqa: E731
+    return {**measure(out).__dict__, "seconds": seconds, "n_full": count("full"), "n_thumbs": count("thumb")}
+
+
+def project(work: Path, codes: dict[str, Path | None], per_image: dict[str, tuple[float, float]]) -> None:
+    """A full VGG16 atlas (4,224 channels + 1,000 classes), plain and with --negative:
+    pages measured on a synthetic cache of that shape (tests/sitefixture.py), images
+    counted there and priced at the bytes per image measured on the real renders."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from sitefixture import make_full_vgg16
+
+    print("\nprojected full VGG16 atlas (5,224 units; pages measured, images at the real bytes per image)")
+    print("| code | atlas | pages | full images | thumbnails | total |\n|---|---|---|---|---|---|")
+    for negative in (False, True):
+        name = "with --negative" if negative else "plain"
+        cache_dir = work / f"vgg16{'-negative' if negative else ''}-cache"
+        if not (cache_dir / "models").is_dir():
+            make_full_vgg16(cache_dir, negative=negative)
+        for code, path in codes.items():
+            r = site_bytes(cache_dir, work / f"vgg16{'-negative' if negative else ''}-{code}", path)
+            full_kb, thumb_kb = per_image[code]
+            full, thumbs = r["n_full"] * full_kb * 1e3, r["n_thumbs"] * thumb_kb * 1e3
+            pages = r["pages"] + r["other"]
+            print(f"| {code} | {name} | {pages / 1e6:.0f} MB ({r['n_full']} images, {r['n_thumbs']} thumbnails) | "
+                  f"{full / 1e6:.0f} MB | {thumbs / 1e6:.0f} MB | **{(pages + full + thumbs) / 1e6:.0f} MB** |")
 
 
 def main() -> None:
@@ -159,6 +225,7 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the previous version to compare with")
     parser.add_argument("--work", type=Path, default=Path("bench/out/site-bytes"))
     parser.add_argument("--trials", default="full,thumb", help="which format trials to run: full, thumb, none")
+    parser.add_argument("--project", action="store_true", help="with --site: project a full VGG16 atlas")
     args = parser.parse_args()
     torch.set_num_threads(max(1, (os.cpu_count() or 2)))
     entries = [e for e in cache.scan(args.cache) if e.ok]
@@ -172,7 +239,7 @@ def main() -> None:
     if "thumb" in args.trials:
         print_table("thumbnail (against a lossless downscale)", [trial(kind, sources) for kind in THUMB_CANDIDATES])
     if args.judges:
-        judge_formats(entries, [FULL, ImageFormat("full", "WEBP", 80), ImageFormat("full", "AVIF", 70)])
+        judge_formats(entries)
     if args.site:
         rows = {"after": site_bytes(args.cache, args.work / "after", None)}
         if args.before:
@@ -185,6 +252,12 @@ def main() -> None:
             print(f"| {name} | {r['full'] / units / 1e3:.1f} KB | {r['thumbs'] / units / 1e3:.1f} KB | "
                   f"{r['pages'] / units / 1e3:.1f} KB | {total / units / 1e3:.1f} KB | {r['seconds']:.1f} s |")
         (args.work / "report.json").write_text(json.dumps({**rows, "units": units}, indent=1))
+        if args.project:
+            per_image = {name: (r["full"] / r["n_full"] / 1e3, r["thumbs"] / r["n_thumbs"] / 1e3)
+                         for name, r in rows.items()}
+            for name, (full_kb, thumb_kb) in per_image.items():
+                print(f"{name}: {full_kb:.1f} KB per full image, {thumb_kb:.1f} KB per thumbnail")
+            project(args.work, {name: (args.before if name == "before" else None) for name in rows}, per_image)
 
 
 if __name__ == "__main__":

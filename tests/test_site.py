@@ -274,6 +274,9 @@ def test_preview_server_serves_the_site(built):
         thumb = next((site / "images/thumb").iterdir()).name
         with urllib.request.urlopen(base + "images/thumb/" + thumb, timeout=5) as reply:
             assert reply.headers["Content-Type"] == "image/webp"
+        full = next((site / "images/full").iterdir()).name
+        with urllib.request.urlopen(base + "images/full/" + full, timeout=5) as reply:
+            assert reply.headers["Content-Type"] == "image/avif"
     finally:
         server.shutdown()
         server.server_close()
@@ -451,12 +454,12 @@ def test_site_size_is_reported_by_kind_and_warns_over_budget(tmp_path):
     assert run.exit_code != 0 and "not a size" in run.output
 
 
-def test_published_images_are_webp_and_only_main_renders_get_thumbnails(built):
+def test_published_images_are_web_formats_and_only_main_renders_get_thumbnails(built):
     fx, site, _ = built
     full = list((site / "images/full").iterdir())
-    assert full and all(p.suffix == ".webp" for p in full)
+    assert full and all(p.suffix == ".avif" for p in full)
     with Image.open(full[0]) as image:
-        assert image.format == "WEBP"
+        assert image.format == "AVIF" and image.size == (32, 32)
     # One thumbnail per unit shown in a grid: none for variants (negative, neuron,
     # diverse) or DeepDream renders, which pages show full size.
     assert len(list((site / "images/thumb").iterdir())) == len(fx.units)

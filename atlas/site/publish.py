@@ -4,8 +4,8 @@ The cache keeps every render as a lossless PNG, the source of truth; the site
 serves each in a format measured to keep the look at a fraction of the bytes
 (`bench/site_bytes.py`; the numbers are in BENCHMARKS.md, "Site bytes"):
 
-- full images: WebP at quality 90 (about 118 KB as PNG, 25 KB as WebP at 224 px);
-- thumbnails: WebP sized for the grid cell at twice its CSS pixels;
+- full images: AVIF, quality 80, full colour resolution (118 KB as PNG, 23 KB as AVIF);
+- thumbnails: WebP, quality 80, 160 px for grid cells of about 120 CSS px;
 - dataset-example crops: the cache's JPEGs as they are, named by content.
 
 Every published name carries the source image's sha256 and the format's tag, so
@@ -40,7 +40,8 @@ class ImageFormat:
     codec: str                   # Pillow's name: "WEBP", "AVIF", "JPEG", "PNG"
     quality: int
     side: int | None = None      # largest side in px (downscaled, never up); None: as rendered
-    effort: int = 4              # WebP "method" 0-6: more is smaller and slower
+    effort: int = 4              # WebP "method" 0-6, AVIF speed 10 - effort: more is smaller and slower
+    chroma: str = "4:2:0"        # colour resolution (AVIF, JPEG); "4:4:4" keeps it whole
 
     @property
     def ext(self) -> str:
@@ -50,7 +51,8 @@ class ImageFormat:
     def tag(self) -> str:
         """The settings in a few characters, part of every published name."""
         size = f"s{self.side}" if self.side else ""
-        return f"{self.codec[0].lower()}{size}q{self.quality}"
+        chroma = "c" + self.chroma.replace(":", "") if self.codec in ("AVIF", "JPEG") else ""
+        return f"{self.codec[0].lower()}{size}q{self.quality}{chroma}"
 
     def site_path(self, stem: str, digest: str) -> str:
         return f"images/{self.folder}/{stem}-{digest[:16]}-{self.tag}.{self.ext}"
@@ -64,18 +66,26 @@ class ImageFormat:
         if self.codec == "WEBP":
             image.save(buffer, "WEBP", quality=self.quality, method=self.effort)
         elif self.codec == "AVIF":
-            image.save(buffer, "AVIF", quality=self.quality, speed=max(0, 10 - self.effort))
+            image.save(buffer, "AVIF", quality=self.quality, speed=max(0, 10 - self.effort),
+                       subsampling=self.chroma)
         elif self.codec == "JPEG":
-            image.save(buffer, "JPEG", quality=self.quality, optimize=True)
+            image.save(buffer, "JPEG", quality=self.quality, optimize=True,
+                       subsampling={"4:4:4": 0, "4:2:2": 1}.get(self.chroma, 2))
         else:
             image.save(buffer, self.codec, optimize=True)
         return buffer.getvalue()
 
 
-# Full images are shown at up to 448 CSS px on a unit page (rendered at 224).
-FULL = ImageFormat("full", "WEBP", quality=90)
-# Grid cells are 112-150 CSS px wide (style.css: .grid, .classes, .ref-grid).
-THUMB = ImageFormat("thumb", "WEBP", quality=80, side=192)
+# Full images: shown at up to 448 CSS px on a unit page (rendered at 224). AVIF with
+# full colour resolution: at 23 KB a 224 px render (PNG: 118 KB) scores the same with
+# the benchmark judges as its PNG, within their noise. WebP is as small at the same
+# SSIM but always halves colour resolution, which moved the judges (top-1 0.985 ->
+# 0.956 even at quality 100): feature visualizations carry class evidence in fine
+# colour detail. AVIF is slower to encode (about 0.1 s an image), once per image.
+FULL = ImageFormat("full", "AVIF", quality=80, chroma="4:4:4")
+# Grid cells are about 120 CSS px wide (style.css: .grid, .classes; .ref-grid ~150):
+# 160 px keeps them sharp at 1.3x density for a third of the bytes of 2x (8 vs 12 KB).
+THUMB = ImageFormat("thumb", "WEBP", quality=80, side=160)
 
 
 def publish_images(models: list["ModelView"], out: Path) -> set[Path]:

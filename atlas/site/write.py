@@ -7,7 +7,7 @@ or a GitHub Pages project sub-path)::
 
     index.html                                home: the models built
     style.css, filter.js, .nojekyll
-    images/full/<key>-<sha>-<fmt>.webp        full renders (publish.FULL)
+    images/full/<key>-<sha>-<fmt>.avif        full renders (publish.FULL)
     images/thumb/<key>-<sha>-<fmt>.webp       grid thumbnails of each unit's main render
     images/examples/<sha>.jpg                 dataset-example crops, named by content
     models/<slug>/index.html                  model page
