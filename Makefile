@@ -17,7 +17,7 @@ endif
 DEMO_CACHE ?= cache
 DEMO_LAYERS ?= _conv_stem,_blocks.*._project_conv,_conv_head
 
-.PHONY: install test demo browser bench clean
+.PHONY: install test demo browser bench clean gpu-check
 
 install: $(STAMP)
 
@@ -43,5 +43,14 @@ demo: $(STAMP)
 	  --cache-dir $(DEMO_CACHE) --out site
 	@echo "open site/index.html in a browser, or run: $(VENV)/bin/atlas serve"
 
+# The GPU check (bench/gpu_check.py): needs only python3 with torch, torchvision, jinja2,
+# click, joblib, pillow and pytest, as a bare CUDA machine has them; no venv, no pip.
+# GPU_CHECK_DEVICE=cpu runs the same steps on the CPU at tiny sizes.
+GPU_CHECK_PYTHON ?= python3
+GPU_CHECK_OUT ?= gpu-check-out
+GPU_CHECK_WORK ?= $(GPU_CHECK_OUT)/work
+gpu-check:
+	PYTHONPATH=.$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_CHECK_PYTHON) bench/gpu_check.py --out $(GPU_CHECK_OUT) --work $(GPU_CHECK_WORK)
+
 clean:
-	rm -rf site test-output .pytest_cache
+	rm -rf site test-output .pytest_cache gpu-check-out

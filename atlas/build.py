@@ -1,8 +1,10 @@
-"""A build: select units, skip the cached ones, render the rest, store each batch.
+"""Rendering a plan into the cache: batches in, stored entries out.
 
-This is the library behind `atlas build`; a notebook can call `select_units`
-and `render_plan` directly. Results are stored batch by batch, so a build
-killed at any moment keeps every finished unit.
+`render_plan` renders every unit a plan still needs and hands each finished
+batch to a background writer, so a build killed at any moment keeps every unit
+whose entry landed. `batch_size_for` sizes batches from a measured probe,
+`estimate_seconds` times a short warm-up. `atlas.pipeline` strings these
+together with the selection and the site into the one call behind `atlas build`.
 """
 
 from __future__ import annotations
@@ -18,63 +20,14 @@ import torch
 
 from . import cache, plan as plans
 from . import device as devices
-from .errors import AtlasError
 from .models import Model
 from .optvis.render import Rendered, render, render_batch
-from .presets import reference_classes, reference_units
 from .settings import RECIPE_VERSION, Settings
 from .units import Unit
+from .writer import make_writer
 
 # Learning-rate factor for the second try of a unit whose optimization diverged.
 RETRY_LR_FACTOR = 0.25
-
-
-@dataclass(frozen=True)
-class Selection:
-    """Which units a build covers; see `atlas build --help` for each field."""
-    layers: str | None = None  # comma-separated names or globs; None = every conv layer; "none"
-    channels: int | None = None  # the first N channels of each layer; None = all, 0 = none
-    classes: str = "all"  # "all", "reference", "none" or indices/ranges like 1,3,10-20
-    units: tuple[str, ...] = ()  # extra LAYER:INDEX units, or "reference" for the reference table
-    objective: str = "channel"  # channel or neuron, for conv units
-    class_objective: str = "logit"  # logit or prob, for class units
-    negative: bool = False  # also render each unit's negative
-    diversity: int = 1  # > 1: also render that many diverse images of each unit
-
-
-def select_units(model: Model, selection: Selection) -> list[Unit]:
-    if selection.objective not in ("channel", "neuron", "deepdream"):
-        raise AtlasError(f"unit objective must be channel, neuron or deepdream, not {selection.objective!r}")
-    pairs: list[tuple[str, int]] = []
-    if selection.channels != 0 and selection.layers != "none":
-        for layer in model.select_layers(selection.layers):
-            pairs += [(layer.name, i) for i in range(min(layer.channels, selection.channels or layer.channels))]
-    for spec in selection.units:
-        pairs += reference_units(model) if spec == "reference" else [plans.parse_unit(model, spec)]
-
-    classes = _classes(model, selection.classes)
-    base = [Unit(layer, i, selection.objective) for layer, i in dict.fromkeys(pairs)]
-    base += [Unit(model.output_layer, i, selection.class_objective) for i in classes]
-    if not base:
-        raise AtlasError("nothing selected: give --layers, --units or --classes")
-    units = list(base)
-    if selection.negative:
-        units += [Unit(u.layer, u.index, u.objective, negative=True) for u in base]
-    if selection.diversity > 1:
-        units += [Unit(u.layer, u.index, u.objective, diversity=selection.diversity) for u in base]
-    return units
-
-
-def _classes(model: Model, spec: str) -> list[int]:
-    outputs = model.layer(model.output_layer).channels
-    spec = (spec or "none").strip().lower()
-    if spec == "none":
-        return []
-    if spec == "all":
-        return list(range(outputs))
-    if spec == "reference":
-        return reference_classes(model)
-    return plans.parse_indices(spec, outputs, "class")
 
 
 @dataclass
@@ -86,7 +39,8 @@ class Summary:
 
 
 def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: Path, device: torch.device,
-                batch_size: int | None = None, on_batch: Callable[[int], None] = lambda n: None) -> Summary:
+                batch_size: int | None = None, on_batch: Callable[[int], None] = lambda n: None,
+                background: bool = True) -> Summary:
     """Render every unit the plan still needs and store each into the cache.
 
     Batches are cut from the whole plan, cached units included, and every batch
@@ -95,30 +49,67 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     so this is what makes a resumed build store the same image bytes as one that
     was never interrupted. Cached units in such a batch are rendered again but
     not stored. That costs at most the cached units that share a batch with new
-    ones: after a kill, only those of the batch it cut short while storing.
+    ones: after a kill, only those of the batches it cut short.
+
+    Storing runs on a background writer (`background=False` stores in line);
+    `on_batch` is told how many units each batch finished.
     """
     start = time.perf_counter()
     summary = Summary(cached=len(plan.cached))
     where = devices.describe(device)
     todo = set(plan.todo)
-    size = batch_size or devices.default_batch_size(device, settings)
+    size = batch_size or batch_size_for(model, plan.todo, settings, device)
     # Concatenated, the chosen batches cut back into exactly themselves: only a
     # group's last batch can be short, and it stays last.
     work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
-    for results in render(model, work, settings, device, size):
-        results = [result for result in results if result.unit in todo]
-        for result in results:
-            if result.error:
-                result = _retry(model, result.unit, settings, device)
-            meta = entry_meta(model, result, settings, where)
-            cache.store(cache_root, plan.keys[result.unit], meta, [] if result.error else list(result.images))
-            if result.error:
-                summary.failed.append(result.unit.label)
-            else:
-                summary.rendered += 1
-        on_batch(len(results))
+    with make_writer(background) as writer:
+        for results in render(model, work, settings, device, size):
+            results = [_retry(model, r.unit, settings, device) if r.error else r
+                       for r in results if r.unit in todo]
+            stored = [(plan.keys[r.unit], entry_meta(model, r, settings, where), [] if r.error else list(r.images))
+                      for r in results]
+            writer.submit(lambda stored=stored: [cache.store(cache_root, *item) for item in stored])
+            summary.failed += [r.unit.label for r in results if r.error]
+            summary.rendered += sum(1 for r in results if not r.error)
+            on_batch(len(results))
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def batch_size_for(model: Model, units: list[Unit], settings: Settings, device: torch.device) -> int:
+    """Images per batch: on CUDA measured by probing the plan's hungriest layer, else a fixed few.
+
+    Two short probes of different batch sizes give the memory of one more view
+    (their difference) apart from what any batch needs (cuDNN workspaces, the
+    weights' casts); free memory then decides how many views fit.
+    """
+    if device.type != "cuda" or not units:
+        return devices.default_batch_size(device, settings)
+    # A truncated forward keeps every activation up to its layer for the backward
+    # pass, so the deepest layer of the plan needs the most memory per view.
+    deepest = max(units, key=lambda u: model.layer(u.layer).position)
+    group = [u for u in units if plans.batch_key(u) == plans.batch_key(deepest)]
+    views_per_image = settings.recipe_spec.views
+    small, large = group[:max(1, devices.PROBE_UNITS // 2)], group[:devices.PROBE_UNITS]
+    peaks = [_peak_memory(model, probe, settings, device) for probe in (small, large)]
+    views = [len(probe) * deepest.diversity * views_per_image for probe in (small, large)]
+    if views[1] > views[0] and peaks[1] > peaks[0]:
+        per_view = (peaks[1] - peaks[0]) / (views[1] - views[0])
+        fixed = max(0.0, peaks[0] - per_view * views[0])
+    else:  # one unit in the group: count everything as per-view (a conservative size)
+        per_view, fixed = peaks[1] / views[1], 0.0
+    free, _ = torch.cuda.mem_get_info(device)
+    return devices.batch_size_from_memory(free, per_view, views_per_image, fixed)
+
+
+def _peak_memory(model: Model, units: list[Unit], settings: Settings, device: torch.device) -> int:
+    """Bytes of GPU memory that rendering `units` for two steps takes at its peak."""
+    devices.empty_cache(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with devices.weights_in_bf16(model.module, settings.precision):
+        render_batch(model, units, settings.replace(steps=2), device)
+    return torch.cuda.max_memory_allocated(device) - base
 
 
 def _retry(model: Model, unit: Unit, settings: Settings, device: torch.device) -> Rendered:
@@ -159,16 +150,17 @@ def estimate_seconds(model: Model, units: list[Unit], settings: Settings, device
     in images and steps (throughput per image is flat in batch size on CPU and
     rises on GPU, so on GPU probes use a full batch).
     """
-    size = batch_size or devices.default_batch_size(device, settings)
+    size = batch_size or batch_size_for(model, units, settings, device)
     total = 0.0
     for group in plans.batches(units, 1 << 30):
         probe = group[:max(1, min(len(group), size if device.type == "cuda" else 2))]
         times = []
-        for steps in (2, 4):
-            tick = time.perf_counter()
-            render_batch(model, probe, settings.replace(steps=steps), device)
-            _synchronize(device)
-            times.append(time.perf_counter() - tick)
+        with devices.weights_in_bf16(model.module, settings.precision):
+            for steps in (2, 4):
+                tick = time.perf_counter()
+                render_batch(model, probe, settings.replace(steps=steps), device)
+                _synchronize(device)
+                times.append(time.perf_counter() - tick)
         per_step = max(times[1] - times[0], 1e-6) / 2
         batches_needed = math.ceil(len(group) / len(probe))
         total += batches_needed * (per_step * settings.steps + max(times[0] - 2 * per_step, 0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -105,85 +106,37 @@ def layers(model, weights):
               help="A folder of natural images: show each unit's top examples beside its visualization.")
 @click.option("--examples-k", type=click.IntRange(min=1, max=100), default=9, show_default=True,
               help="Top examples kept per unit.")
-def build(model, preset, layers, channels, classes, unit_specs, objective, class_objective, negative, diversity,
-          size, steps, lr, param, recipe, precision, seed, batch_size, device, weights, cache_dir, out, shard,
-          dry_run, write_site, examples_dir, examples_k):
+@click.option("--background-store/--inline-store", default=True, hidden=True,
+              help="Store results on a background thread (the default) or between batches.")
+def build(model, unit_specs, negative, diversity, objective, class_objective, precision, **options):
     """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
-    from . import build as builds, cache, distributed
-    from . import device as devices
-    from . import plan as plans
-    from .models import load_model, to_device
-    from .presets import preset as preset_named
-    from .settings import Settings
+    from .pipeline import BuildRequest, run_build
 
-    chosen = preset_named(preset)
-
-    def pick(value, key, default=None):
-        return value if value is not None else chosen.get(key, default)
-
-    k, n = plans.parse_shard(shard)
     if diversity == 1:
         raise AtlasError("--diversity must be 0 (off) or at least 2")
-    unit_list = tuple(s.strip() for spec in unit_specs for s in spec.replace(" ", ",").split(",") if s.strip())
-    if "units" in chosen and not unit_specs:
-        unit_list = (chosen["units"],)
-    selection = builds.Selection(
-        layers=pick(layers, "layers"), channels=pick(channels, "channels"), classes=pick(classes, "classes", "all"),
-        units=unit_list, objective=objective or "channel", class_objective=class_objective or "logit",
-        negative=bool(negative), diversity=diversity or 1)
+    request = BuildRequest(model=model, units=unit_specs, negative=bool(negative), diversity=diversity or 1,
+                           objective=objective or "channel", class_objective=class_objective or "logit",
+                           precision=precision or "auto", **options)
+    run_build(request, ClickReporter())
 
-    target = devices.resolve_device(device)
-    _check_writable(cache_dir, "cache dir")
-    if write_site and not dry_run:
-        _check_writable(out, "output dir")
-    if examples_dir is not None:
-        from .examples import list_images
-        list_images(examples_dir)  # a bad folder fails now, not after the render
-    rank, world = distributed.start()
-    loaded = to_device(load_model(model, weights), target)
-    given = {"size": pick(size, "size"), "steps": pick(steps, "steps"), "lr": lr, "param": param, "seed": seed,
-             "recipe": recipe}
-    settings = Settings(**{key: value for key, value in given.items() if value is not None},
-                        precision=devices.resolve_precision(precision or "auto", target))
-    selected = builds.select_units(loaded, selection)
-    units = plans.shard(plans.shard(selected, k, n), rank + 1, world)
-    plan = plans.make_plan(loaded, units, settings, cache_dir)
-    who = f"[rank {rank}/{world}] " if world > 1 else ""
-    click.echo(f"{who}{loaded.name} ({loaded.weights}) on {devices.describe(target)}, {settings.precision}: "
-               f"{len(units)} units, {len(plan.cached)} cached, {len(plan.todo)} to render "
-               f"({settings.size} px, {settings.steps} steps, recipe {settings.recipe})")
-    if dry_run:
-        if plan.todo:
-            click.echo("measuring a short warm-up to estimate the time...")
-            seconds = builds.estimate_seconds(loaded, plan.todo, settings, target, batch_size)
-            click.echo(f"estimated time on {devices.describe(target)}: {_duration(seconds)}")
-        return
 
-    cache.store_model_card(cache_dir, loaded.card())
-    with click.progressbar(length=len(plan.todo), label=f"{who}rendering", show_eta=True, show_pos=True,
-                           item_show_func=lambda rate: rate, file=sys.stderr) as bar:
-        started = time.perf_counter()
-        done = [0]
+class ClickReporter:
+    """Messages as click lines; progress as a bar with units/s and an ETA on stderr."""
 
-        def advance(count: int):
-            done[0] += count
-            bar.update(count, f"{done[0] / (time.perf_counter() - started):.2f} units/s")
+    def say(self, text: str, err: bool = False) -> None:
+        click.echo(text, err=err)
 
-        summary = builds.render_plan(loaded, plan, settings, cache_dir, target, batch_size, advance)
-    click.echo(f"{who}rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)}"
-               f" in {_duration(summary.seconds)}")
-    for label in summary.failed:
-        click.echo(f"  failed: {label}", err=True)
+    @contextlib.contextmanager
+    def progress(self, total: int, label: str):
+        with click.progressbar(length=total, label=label, show_eta=True, show_pos=True,
+                               item_show_func=lambda rate: rate, file=sys.stderr) as bar:
+            started, done = time.perf_counter(), [0]
 
-    distributed.wait_for_all()
-    if rank == 0 and examples_dir is not None:
-        _find_examples(loaded, sorted({u.layer for u in selected}), examples_dir, cache_dir, target,
-                       examples_k, batch_size)
-    if rank == 0 and write_site and n == 1:
-        click.echo(f"site: {_write_site(cache_dir, out)}")
-    elif rank == 0 and n > 1:
-        click.echo(f"shard {k}/{n} done; when every shard is, run: atlas render --cache-dir {cache_dir}")
-    distributed.finish()
+            def advance(count: int):
+                done[0] += count
+                bar.update(count, f"{done[0] / max(time.perf_counter() - started, 1e-9):.2f} units/s")
+
+            yield advance
 
 
 @main.command("render")
@@ -207,16 +160,6 @@ def serve(out, port):
     from .site import serve as serve_site
 
     serve_site(out, port=port)
-
-
-def _find_examples(model, layers, folder, cache_dir, device, k, batch_size):
-    from .examples import find_examples, list_images
-
-    with click.progressbar(length=len(list_images(folder)), label="dataset examples", show_eta=True,
-                           file=sys.stderr) as bar:
-        _, rate = find_examples(model, layers, folder, cache_dir, device, k, batch_size or 32, bar.update)
-    click.echo(f"dataset examples for {len(layers)} layers: "
-               + (f"{rate:.1f} images/s" if rate else "from cache"))
 
 
 def _write_site(cache_dir: Path, out: Path, budget: int | None = None) -> Path:
@@ -256,14 +199,6 @@ def _check_writable(path: Path, what: str) -> None:
             pass
     except OSError as err:
         raise AtlasError(f"{what} {path} is not writable: {err.strerror or err}") from None
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 @main.command()

@@ -1,16 +1,18 @@
 """Every decision that depends on the hardware, in one place.
 
-Which device to run on, whether bf16 autocast pays there, and how many images
-fit in one batch. The rest of the code takes a `torch.device` and a precision
-and never asks the hardware itself.
+Which device to run on, whether bf16 autocast pays there, how many images fit
+in one batch, and holding frozen weights in bf16. The rest of the code takes a
+`torch.device` and a precision and never asks the hardware itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 
 import torch
+from torch import nn
 
 from .errors import AtlasError
 from .settings import Settings
@@ -79,21 +81,70 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def default_batch_size(device: torch.device, settings: Settings) -> int:
-    """A starting number of units per batch; each unit's image is seen through
-    its recipe's number of views at every step.
+# Units in the larger of the two memory probes on CUDA (atlas.build.batch_size_for).
+PROBE_UNITS = 8
+# Share of free GPU memory a batch may plan to use: room for the allocator's
+# fragmentation and for what the probe did not see.
+MEMORY_MARGIN = 0.8
+MAX_BATCH = 256
 
-    On CUDA, scale with free memory at a rough 60 MB per 224 px view (VGG16
-    forward+backward in bf16); an out-of-memory error halves it and retries.
-    On CPU a handful of views already saturates the cores; more only costs
-    memory.
+
+@contextlib.contextmanager
+def weights_in_bf16(module: nn.Module, precision: str):
+    """Within the block, hold the frozen weights of convolutions and linear layers in bf16.
+
+    Autocast would cast them from fp32 at every step (measured: 20 % of a step
+    on VGG16's classifier.6 on CPU); the cast it makes is the same rounding, so
+    images do not change. Norms and buffers stay fp32 for autocast to handle, and
+    so do layers inside attention blocks, whose fused kernels check dtypes. The
+    fp32 tensors are put back on exit, so code that runs the model without
+    autocast afterwards (dataset examples) sees it as before.
     """
+    if precision != "bf16":
+        yield
+        return
+    held = []
+    for m in _castable(module):
+        for p in (m.weight, getattr(m, "bias", None)):
+            if p is not None and p.dtype == torch.float32 and not p.requires_grad:
+                held.append((p, p.data))
+                p.data = p.data.to(torch.bfloat16)
+    try:
+        yield
+    finally:
+        for p, original in held:
+            p.data = original
+
+
+def _castable(module: nn.Module):
+    inside_attention = {id(sub) for m in module.modules() if isinstance(m, nn.MultiheadAttention)
+                        for sub in m.modules()}
+    return [m for m in module.modules()
+            if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and id(m) not in inside_attention]
+
+
+def default_batch_size(device: torch.device, settings: Settings) -> int:
+    """Images per batch without a measurement: on CPU a handful of views already
+    saturates the cores and more only costs memory; on CUDA a cautious 60 MB per
+    224 px view (VGG16 forward+backward in bf16) when no probe can be run."""
     views = settings.recipe_spec.views
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        per_view = 60e6 * (settings.size / 224) ** 2
-        return int(max(1, min(256, free * 0.6 // (per_view * views))))
+        return batch_size_from_memory(free, 60e6 * (settings.size / 224) ** 2, views)
     return max(1, 8 // views)
+
+
+def batch_size_from_memory(free_bytes: float, bytes_per_view: float, views_per_image: int,
+                           fixed_bytes: float = 0.0, margin: float = MEMORY_MARGIN,
+                           cap: int = MAX_BATCH) -> int:
+    """How many images fit: what the margin leaves of free memory, less the fixed
+    cost, divided by an image's views. Rounded down to a power of two, so a
+    little more or less free memory on the next run cuts the same batches (and a
+    resumed build stores the same bytes)."""
+    usable = free_bytes * margin - fixed_bytes
+    fits = int(usable // max(bytes_per_view * views_per_image, 1.0))
+    fits = max(1, min(cap, fits))
+    return 1 << (fits.bit_length() - 1)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

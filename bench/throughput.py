@@ -10,7 +10,10 @@ renderer, and two ratios measured in the same run:
             the reference library does), same recipe otherwise.
 
 Then it projects the full-atlas time (every conv channel + every class) on this
-device from the per-layer rates.
+device from the per-layer rates. With --flops it also counts the model FLOPs of
+an image-step (forward+backward of every view, torch's FlopCounterMode) and
+reports the fraction of the device's bf16 peak: the nominal one for known GPUs
+and the one a large bf16 matrix product reaches in the same run.
 
 Every timed function first runs once on the timed shape: oneDNN and cuDNN
 build their kernels for a shape on first use, a one-time cost per build that
@@ -27,7 +30,9 @@ import argparse
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from atlas import build as builds
 from atlas import device as devices
 from atlas.models import load_model, to_device
 from atlas.optvis import objectives, param, transforms
@@ -86,7 +91,7 @@ def one_by_one(model, units: list[Unit], settings: Settings, device) -> None:
         hook.remove()
 
 
-def main():
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="vgg16")
     parser.add_argument("--weights", default="random")
@@ -94,7 +99,7 @@ def main():
     parser.add_argument("--steps", type=int, default=32, help="steps timed per measurement")
     parser.add_argument("--full-steps", type=int, default=512, help="steps assumed for the projection")
     parser.add_argument("--full-size", type=int, default=224, help="size assumed for the projection")
-    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="images per batch (default: as a build sizes it)")
     parser.add_argument("--layers", default="features.2,features.14,features.28",
                         help="layers compared against the floor and one-by-one (the last one for --linearity)")
     parser.add_argument("--baseline-units", type=int, default=2)
@@ -103,8 +108,9 @@ def main():
     parser.add_argument("--device", default="auto")
     parser.add_argument("--project", action="store_true",
                         help="compare every conv layer and the classes instead, and project the full atlas")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs and report the fraction of bf16 peak")
     parser.add_argument("--linearity", action="store_true", help="time two sizes x two unit counts")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     device = devices.resolve_device(args.device)
     model = to_device(load_model(args.model, args.weights), device)
@@ -113,41 +119,101 @@ def main():
     redirect = round(full.redirect_steps * args.steps / full.steps)
     settings = Settings(size=args.size, steps=args.steps, precision=precision, redirect_steps=redirect,
                         recipe=args.recipe)
-    batch = args.batch or devices.default_batch_size(device, settings)
-    print(f"{args.model} ({model.weights}) on {devices.describe(device)}, {precision}, {args.size} px, "
-          f"recipe {args.recipe}, batch {batch} units, {args.steps} steps per measurement ({redirect} redirected)")
-
-    print(f"{'layer':14} {'ms/img-step':>12} {'floor ms':>9} {'vs floor':>9} {'1-by-1 ms':>10} {'speed-up':>9}")
+    groups = _groups(model) if args.project else args.layers.split(",")
+    batch = args.batch or builds.batch_size_for(model, [u for g in groups for u in layer_units(model, g, 8)],
+                                                settings, device)
+    report = {"model": args.model, "weights": model.weights, "device": devices.describe(device),
+              "precision": precision, "size": args.size, "recipe": args.recipe, "batch": batch,
+              "steps": args.steps, "redirected_steps": redirect, "rows": []}
+    print(f"{args.model} ({model.weights}) on {report['device']}, {precision}, {args.size} px, "
+          f"recipe {args.recipe}, batch {batch} images, {args.steps} steps per measurement ({redirect} redirected)")
+    if args.flops:
+        report["matmul_tflops"] = matmul_peak(device)
+        report["nominal_tflops"] = nominal_peak(device)
+        print(f"bf16 matrix product: {report['matmul_tflops']:.0f} TFLOP/s measured"
+              + (f", {report['nominal_tflops']:.0f} nominal" if report["nominal_tflops"] else ""))
+    print(f"{'layer':14} {'ms/img-step':>12} {'floor ms':>9} {'vs floor':>9} {'1-by-1 ms':>10} {'speed-up':>9}"
+          + (f" {'TFLOP/s':>8} {'of peak':>8}" if args.flops else ""))
     if args.project:
-        project(model, settings, batch, device, args)
+        report.update(project(model, settings, batch, device, args, report))
     else:
-        for layer in args.layers.split(","):
-            compare(model, layer, batch, settings, device, args.baseline_units)
+        for layer in groups:
+            report["rows"].append(compare(model, layer, batch, settings, device, args, report))
     if args.linearity:
-        linearity(model, settings, batch, device, args.layers.split(",")[-1])
+        with devices.weights_in_bf16(model.module, precision):
+            linearity(model, settings, batch, device, args.layers.split(",")[-1])
+    return report
+
+
+def _groups(model) -> list[str]:
+    return [l.name for l in model.layers if l.kind == "conv"] + [model.output_layer]
 
 
 def layer_units(model, layer: str, count: int) -> list[Unit]:
+    """`count` units of `layer`, cycling through its channels if it has fewer."""
     objective = "logit" if layer == model.output_layer else "channel"
-    return [Unit(layer, i, objective) for i in range(count)]
+    channels = model.layer(layer).channels
+    return [Unit(layer, i % channels, objective) for i in range(count)]
 
 
-def compare(model, layer, batch, settings, device, baseline_units) -> tuple[float, float, float]:
-    """ms per image-step of atlas, of the floor and of one-by-one; prints a row."""
-    units = layer_units(model, layer, batch)
+# Dense bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s.
+NOMINAL_BF16_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+
+
+def nominal_peak(device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in NOMINAL_BF16_TFLOPS.items() if k in name), None)
+
+
+def matmul_peak(device, n: int = 8192, repeats: int = 10) -> float:
+    """TFLOP/s of a large bf16 matrix product: what this device reaches in practice."""
+    if device.type == "cpu":
+        n, repeats = 1024, 3
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    a @ b
+    seconds = timed(lambda: [a @ b for _ in range(repeats)], device)
+    return 2 * n ** 3 * repeats / seconds / 1e12
+
+
+def flops_per_image_step(model, layer: str, settings: Settings, device) -> float:
+    """Model FLOPs of one image's step: forward and backward of every view it takes."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        floor_loop(model, layer, 1, settings.replace(steps=1), device)
+    return float(counter.get_total_flops())
+
+
+def compare(model, layer, batch, settings, device, args, report) -> dict:
+    """ms per image-step of atlas, of the floor and of one-by-one; prints a row.
+
+    The batch is the build's size for this layer: `batch` images, no more than
+    the layer has units (each unit's image is one image here)."""
+    units = layer_units(model, layer, min(batch, model.layer(layer).channels))
+    count = len(units)
     warm = settings.replace(steps=2)
-    ours = warm_then_time(lambda: render_batch(model, units, settings, device),
-                          lambda: render_batch(model, units, warm, device), device)
-    floor = warm_then_time(lambda: floor_loop(model, layer, batch, settings, device),
-                           lambda: floor_loop(model, layer, batch, warm, device), device)
+    with devices.weights_in_bf16(model.module, settings.precision):  # as a build holds them
+        ours = warm_then_time(lambda: render_batch(model, units, settings, device),
+                              lambda: render_batch(model, units, warm, device), device)
+        floor = warm_then_time(lambda: floor_loop(model, layer, count, settings, device),
+                               lambda: floor_loop(model, layer, count, warm, device), device)
     fp32 = settings.replace(precision="fp32")
-    base_units = units[:baseline_units]
+    base_units = units[:args.baseline_units]
     base = warm_then_time(lambda: one_by_one(model, base_units, fp32, device),
                           lambda: one_by_one(model, base_units[:1], fp32.replace(steps=2), device), device)
-    ours, floor = (t / (batch * settings.steps) * 1e3 for t in (ours, floor))
+    ours, floor = (t / (count * settings.steps) * 1e3 for t in (ours, floor))
     base = base / (len(base_units) * settings.steps) * 1e3
-    print(f"{layer:14} {ours:12.2f} {floor:9.2f} {ours / floor:8.2f}x {base:10.2f} {base / ours:8.2f}x", flush=True)
-    return ours, floor, base
+    row = {"layer": layer, "images": count, "ms_per_image_step": ours, "floor_ms": floor, "one_by_one_ms": base}
+    line = f"{layer:14} {ours:12.3f} {floor:9.3f} {ours / floor:8.2f}x {base:10.3f} {base / ours:8.2f}x"
+    if args.flops:
+        row["gflop_per_image_step"] = flops_per_image_step(model, layer, settings, device) / 1e9
+        row["tflops"] = row["gflop_per_image_step"] / ours  # GFLOP per ms = TFLOP/s
+        peak = report.get("nominal_tflops") or report["matmul_tflops"]
+        row["fraction_of_peak"] = row["tflops"] / peak
+        line += f" {row['tflops']:8.1f} {row['fraction_of_peak']:7.1%}"
+    print(line, flush=True)
+    return row
 
 
 def linearity(model, settings, batch, device, layer):
@@ -164,23 +230,37 @@ def linearity(model, settings, batch, device, layer):
               f"(x{row[1] / row[0]:.2f} for x2 units)", flush=True)
 
 
-def project(model, settings, batch, device, args):
+def project(model, settings, batch, device, args, report) -> dict:
     """Full atlas time from measured per-layer rates, scaled to the full size and
     steps, with the floor and one-by-one totals weighted the same way."""
-    groups = [(l.name, l.channels) for l in model.layers if l.kind == "conv"]
-    groups.append((model.output_layer, model.layer(model.output_layer).channels))
+    groups = [(name, model.layer(name).channels) for name in _groups(model)]
     scale = (args.full_size / args.size) ** 2 * args.full_steps * 1e-3 / 60  # ms/img-step -> min/unit
     totals = [0.0, 0.0, 0.0]
+    flops = 0.0
     print(f"projection: every conv channel and every class at {args.full_size} px, {args.full_steps} steps")
     for name, count in groups:
-        rates = compare(model, name, batch, settings, device, args.baseline_units)
+        row = compare(model, name, batch, settings, device, args, report)
+        rates = (row["ms_per_image_step"], row["floor_ms"], row["one_by_one_ms"])
         for i, rate in enumerate(rates):
             totals[i] += rate * count * scale
-        print(f"  {count:5d} units -> {rates[0] * count * scale:8.1f} min", flush=True)
+        flops += row.get("gflop_per_image_step", 0.0) * count
+        row["units"], row["projected_minutes"] = count, rates[0] * count * scale
+        report["rows"].append(row)
+        print(f"  {count:5d} units -> {row['projected_minutes']:8.1f} min", flush=True)
     ours, floor, base = totals
-    print(f"projected full atlas ({sum(c for _, c in groups)} units) on {devices.describe(device)}: "
+    units = sum(c for _, c in groups)
+    print(f"projected full atlas ({units} units) on {devices.describe(device)}: "
           f"{ours:.1f} min ({ours / 60:.2f} h); floor {floor:.1f} min ({ours / floor:.2f}x); "
           f"one-by-one fp32 {base:.1f} min ({base / ours:.2f}x slower)")
+    result = {"projected_units": units, "projected_minutes": ours, "floor_minutes": floor,
+              "one_by_one_minutes": base}
+    if args.flops:
+        peak = report.get("nominal_tflops") or report["matmul_tflops"]
+        measured_minutes = sum(r["ms_per_image_step"] * r["units"] for r in report["rows"]) * args.steps / 6e4
+        achieved = flops * args.steps / 1e3 / (measured_minutes * 60)  # TFLOP/s over the whole atlas's mix
+        result["atlas_tflops"], result["atlas_fraction_of_peak"] = achieved, achieved / peak
+        print(f"whole atlas mix: {achieved:.1f} TFLOP/s, {achieved / peak:.1%} of bf16 peak")
+    return result
 
 
 if __name__ == "__main__":

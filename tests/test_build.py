@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from atlas import cache
-from atlas.build import Selection, render_plan, select_units
+from atlas.build import render_plan
+from atlas.selection import Selection, select_units
 from atlas.errors import AtlasError
 from atlas.plan import batches, make_plan, parse_indices, parse_shard, parse_unit, shard
 from atlas.settings import RECIPES, Settings

@@ -46,22 +46,31 @@ def render(model: Model, units: list[Unit], settings: Settings, device: torch.de
            batch_size: int | None = None) -> Iterator[list[Rendered]]:
     """Render `units` batch by batch, yielding each batch's results as it finishes.
 
-    On CUDA out-of-memory the batch is split in two and the batch size halved
-    for the rest of the run.
+    Frozen weights are held in bf16 while it runs, when the settings render in
+    bf16. On CUDA out-of-memory the batch is split in two and every batch still
+    to come is cut to the halved size.
     """
     size = batch_size or devices.default_batch_size(device, settings)
     pending = batches(units, size)
-    while pending:
-        batch = pending.pop(0)
-        try:
-            yield render_batch(model, batch, settings, device)
-        except RuntimeError as err:
-            if not devices.is_out_of_memory(err) or len(batch) == 1:
-                raise
-            devices.empty_cache(device)
-            size = max(1, size // 2)
-            half = len(batch) // 2
-            pending[:0] = [batch[:half], batch[half:]]
+    with devices.weights_in_bf16(model.module, settings.precision):
+        while pending:
+            batch = pending.pop(0)
+            try:
+                results = render_batch(model, batch, settings, device)
+            except RuntimeError as err:
+                if not devices.is_out_of_memory(err) or len(batch) == 1:
+                    raise
+                devices.empty_cache(device)
+                size = max(1, -(-min(size, len(batch) * batch[0].diversity) // 2))  # half, rounded up
+                pending = [part for b in [batch] + pending for part in _cut(b, size)]
+                continue
+            yield results
+
+
+def _cut(batch: list[Unit], size: int) -> list[list[Unit]]:
+    """`batch` in pieces of at most `size` images (a unit with diversity D takes D)."""
+    per = max(1, size // batch[0].diversity)
+    return [batch[i:i + per] for i in range(0, len(batch), per)]
 
 
 def image_seed(settings: Settings, unit: Unit, copy: int) -> int:

@@ -1,0 +1,236 @@
+"""One build as one call: a request record in, a rendered cache and a site out.
+
+    model name ──► load, move to the device
+    request    ──► selection + settings (a preset filled in under the user's options)
+               ──► plan (minus cached units) ──► render + store ──► examples ──► site
+
+`run_build(BuildRequest("vgg16"))` is what `atlas build vgg16` does; the CLI
+only parses options into the request and shows what the `Reporter` is told.
+The GPU check, the benchmarks and a notebook make the same call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Callable, ContextManager, Iterator, Protocol
+
+from . import build as builds, cache, distributed
+from . import device as devices
+from . import plan as plans
+from .errors import AtlasError
+from .models import Model, load_model, to_device
+from .presets import preset as preset_named
+from .selection import Selection, select_units
+from .settings import Settings
+
+Advance = Callable[[int], None]
+
+
+class Reporter(Protocol):
+    """Where a build's messages and progress go (the CLI prints them; a notebook may not)."""
+
+    def say(self, text: str, err: bool = False) -> None: ...
+
+    def progress(self, total: int, label: str) -> ContextManager[Advance]: ...
+
+
+class PrintReporter:
+    """Plain lines on stdout/stderr, progress counted silently: for notebooks and scripts."""
+
+    def say(self, text: str, err: bool = False) -> None:
+        print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+    @contextlib.contextmanager
+    def progress(self, total: int, label: str) -> Iterator[Advance]:
+        yield lambda n: None
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """Everything `atlas build` is asked; None means "from the preset" (or the default)."""
+
+    model: str
+    weights: str = "default"
+    preset: str = "full"
+    # what to render (see Selection)
+    layers: str | None = None
+    channels: int | None = None
+    classes: str | None = None
+    units: tuple[str, ...] = ()
+    objective: str = "channel"
+    class_objective: str = "logit"
+    negative: bool = False
+    diversity: int = 1
+    # how to render it (see Settings); precision "auto" is resolved on the device
+    size: int | None = None
+    steps: int | None = None
+    lr: float | None = None
+    param: str | None = None
+    recipe: str | None = None
+    precision: str = "auto"
+    seed: int | None = None
+    # where and how fast: none of these changes an image
+    device: str = "auto"
+    batch_size: int | None = None
+    background_store: bool = True
+    cache_dir: Path = Path("cache")
+    out: Path = Path("site")
+    shard: str | None = None
+    dry_run: bool = False
+    write_site: bool = True
+    examples_dir: Path | None = None
+    examples_k: int = 9
+
+
+@dataclass
+class BuildResult:
+    model: Model
+    settings: Settings
+    plan: plans.Plan
+    summary: builds.Summary | None = None  # None for a dry run
+    estimate_seconds: float | None = None  # dry runs only
+    site: Path | None = None
+    units: list = field(default_factory=list)
+
+
+def selection_of(request: BuildRequest) -> Selection:
+    """The request's selection, with the preset filling what the user left out."""
+    chosen = preset_named(request.preset)
+    units = request.units or ((chosen["units"],) if "units" in chosen else ())
+    return Selection(
+        layers=_pick(request.layers, chosen, "layers"), channels=_pick(request.channels, chosen, "channels"),
+        classes=_pick(request.classes, chosen, "classes", "all"), units=tuple(units),
+        objective=request.objective, class_objective=request.class_objective,
+        negative=request.negative, diversity=request.diversity)
+
+
+def settings_of(request: BuildRequest, device) -> Settings:
+    """The request's render settings; precision 'auto' becomes what `device` computes natively."""
+    chosen = preset_named(request.preset)
+    given = {"size": _pick(request.size, chosen, "size"), "steps": _pick(request.steps, chosen, "steps"),
+             "lr": request.lr, "param": request.param, "seed": request.seed, "recipe": request.recipe}
+    return Settings(**{key: value for key, value in given.items() if value is not None},
+                    precision=devices.resolve_precision(request.precision, device))
+
+
+def _pick(value, chosen: dict, key: str, default=None):
+    return value if value is not None else chosen.get(key, default)
+
+
+def check_request(request: BuildRequest) -> None:
+    """Everything that can be checked before loading a model: bad input fails in a second."""
+    plans.parse_shard(request.shard)
+    preset_named(request.preset)
+    check_writable(request.cache_dir, "cache dir")
+    if request.write_site and not request.dry_run:
+        check_writable(request.out, "output dir")
+    if request.examples_dir is not None:
+        from .examples import list_images
+        list_images(request.examples_dir)  # a bad folder fails now, not after the render
+
+
+def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildResult:
+    """Select, plan, render, store, find examples, write the site: `atlas build`."""
+    reporter = reporter or PrintReporter()
+    say = reporter.say
+    request = _normalized(request)
+    check_request(request)
+    k, n = plans.parse_shard(request.shard)
+    target = devices.resolve_device(request.device)
+    rank, world = distributed.start()
+    model = to_device(load_model(request.model, request.weights), target)
+    settings = settings_of(request, target)
+    selected = select_units(model, selection_of(request))
+    units = plans.shard(plans.shard(selected, k, n), rank + 1, world)
+    plan = plans.make_plan(model, units, settings, request.cache_dir)
+    result = BuildResult(model, settings, plan, units=units)
+    who = f"[rank {rank}/{world}] " if world > 1 else ""
+    where = devices.describe(target)
+    say(f"{who}{model.name} ({model.weights}) on {where}, {settings.precision}: {len(units)} units, "
+        f"{len(plan.cached)} cached, {len(plan.todo)} to render "
+        f"({settings.size} px, {settings.steps} steps, recipe {settings.recipe})")
+    if request.dry_run:
+        if plan.todo:
+            say("measuring a short warm-up to estimate the time...")
+            result.estimate_seconds = builds.estimate_seconds(model, plan.todo, settings, target, request.batch_size)
+            say(f"estimated time on {where}: {format_duration(result.estimate_seconds)}")
+        return result
+
+    cache.store_model_card(request.cache_dir, model.card())
+    with reporter.progress(len(plan.todo), f"{who}rendering") as advance:
+        summary = builds.render_plan(model, plan, settings, request.cache_dir, target, request.batch_size,
+                                     advance, background=request.background_store)
+    result.summary = summary
+    say(f"{who}rendered {summary.rendered}, from cache {summary.cached}, failed {len(summary.failed)}"
+        f" in {format_duration(summary.seconds)}")
+    for label in summary.failed:
+        say(f"  failed: {label}", err=True)
+
+    distributed.wait_for_all()
+    if rank == 0 and request.examples_dir is not None:
+        find_examples(model, sorted({u.layer for u in selected}), request, target, reporter)
+    if rank == 0 and request.write_site and n == 1:
+        result.site = publish(request.cache_dir, request.out)
+        say(f"site: {result.site}")
+    elif rank == 0 and n > 1:
+        say(f"shard {k}/{n} done; when every shard is, run: atlas render --cache-dir {request.cache_dir}")
+    distributed.finish()
+    return result
+
+
+def _normalized(request: BuildRequest) -> BuildRequest:
+    """Paths as Paths and unit lists split, whatever the caller passed."""
+    changes = {}
+    for f in fields(request):
+        value = getattr(request, f.name)
+        if f.name in ("cache_dir", "out", "examples_dir") and value is not None and not isinstance(value, Path):
+            changes[f.name] = Path(value)
+    units = tuple(s.strip() for spec in request.units for s in str(spec).replace(" ", ",").split(",") if s.strip())
+    if units != request.units:
+        changes["units"] = units
+    return request if not changes else type(request)(**{**request.__dict__, **changes})
+
+
+def find_examples(model: Model, layers: list[str], request: BuildRequest, device, reporter: Reporter) -> None:
+    from .examples import find_examples as find, list_images
+
+    with reporter.progress(len(list_images(request.examples_dir)), "dataset examples") as advance:
+        _, rate = find(model, layers, request.examples_dir, request.cache_dir, device, request.examples_k,
+                       request.batch_size or 32, advance)
+    reporter.say(f"dataset examples for {len(layers)} layers: "
+                 + (f"{rate:.1f} images/s" if rate else "from cache"))
+
+
+def publish(cache_dir: Path, out: Path) -> Path:
+    """Write the site from the cache alone; a disk problem is a one-line error."""
+    from .site import write_site
+
+    try:
+        return write_site(cache_dir, out)
+    except OSError as err:
+        raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Fail before any rendering, not after hours of it."""
+    import tempfile
+
+    if path.exists() and not path.is_dir():
+        raise AtlasError(f"{what} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise AtlasError(f"{what} {path} is not writable: {err.strerror or err}") from None
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

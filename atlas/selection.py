@@ -1,0 +1,65 @@
+"""Which units a build covers: layers, channels, classes and their variants.
+
+A `Selection` is what a user asks for; `select_units` turns it into the list of
+`Unit`s for one model, checking every name and index against the model's catalog.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import plan as plans
+from .errors import AtlasError
+from .models import Model
+from .presets import reference_classes, reference_units
+from .units import Unit
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which units a build covers; see `atlas build --help` for each field."""
+    layers: str | None = None  # comma-separated names or globs; None = every conv layer; "none"
+    channels: int | None = None  # the first N channels of each layer; None = all, 0 = none
+    classes: str = "all"  # "all", "reference", "none" or indices/ranges like 1,3,10-20
+    units: tuple[str, ...] = ()  # extra LAYER:INDEX units, or "reference" for the reference table
+    objective: str = "channel"  # channel or neuron, for conv units
+    class_objective: str = "logit"  # logit or prob, for class units
+    negative: bool = False  # also render each unit's negative
+    diversity: int = 1  # > 1: also render that many diverse images of each unit
+
+
+def select_units(model: Model, selection: Selection) -> list[Unit]:
+    if selection.objective not in ("channel", "neuron", "deepdream"):
+        raise AtlasError(f"unit objective must be channel, neuron or deepdream, not {selection.objective!r}")
+    pairs: list[tuple[str, int]] = []
+    if selection.channels != 0 and selection.layers != "none":
+        for layer in model.select_layers(selection.layers):
+            pairs += [(layer.name, i) for i in range(min(layer.channels, selection.channels or layer.channels))]
+    for spec in selection.units:
+        pairs += reference_units(model) if spec == "reference" else [plans.parse_unit(model, spec)]
+
+    classes = _classes(model, selection.classes)
+    base = [Unit(layer, i, selection.objective) for layer, i in dict.fromkeys(pairs)]
+    base += [Unit(model.output_layer, i, selection.class_objective) for i in classes]
+    if not base:
+        raise AtlasError("nothing selected: give --layers, --units or --classes")
+    units = list(base)
+    if selection.negative:
+        units += [Unit(u.layer, u.index, u.objective, negative=True) for u in base]
+    if selection.diversity > 1:
+        units += [Unit(u.layer, u.index, u.objective, diversity=selection.diversity) for u in base]
+    return units
+
+
+def _classes(model: Model, spec: str) -> list[int]:
+    outputs = model.layer(model.output_layer).channels
+    spec = (spec or "none").strip().lower()
+    if spec == "none":
+        return []
+    if spec == "all":
+        return list(range(outputs))
+    if spec == "reference":
+        return reference_classes(model)
+    return plans.parse_indices(spec, outputs, "class")
+
+
