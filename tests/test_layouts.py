@@ -201,3 +201,35 @@ def test_factory_spec_and_card(vit, tiny):
         [l["name"] for l in card["layers"]].index("encoder.layers.encoder_layer_0")].items()
     assert tiny.spec == ModelSpec() and tiny.mean == ModelSpec().mean
     assert [l.name for l in tiny.select_layers(None)] == ["features.0", "features.2", "features.5"]
+
+
+def test_layers_command_shows_layouts_and_why_the_defaults():
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+
+    result = CliRunner().invoke(main, ["layers", "tests.tinytransformers:tiny_vit", "--weights", "random"])
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.strip()}
+    assert "tokens+1" in lines["encoder.layers.encoder_layer_0.mlp.1"]
+    assert lines["encoder.layers.encoder_layer_0.mlp.1"].split()[-2:] == ["32", "*"]
+    assert lines["heads.head"].rstrip().endswith("◆")
+    assert "MLP hidden activation" in result.output and "input: exactly 32 px" in result.output
+
+
+def test_dataset_examples_on_token_layers(vit, cpu, tmp_path):
+    from PIL import Image
+
+    from atlas.examples import find_examples
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)).save(tmp_path / "data" / f"{i}.png")
+    block = "encoder.layers.encoder_layer_1"
+    results, _ = find_examples(vit, [block, "heads.head"], tmp_path / "data", tmp_path / "cache", cpu, k=2)
+    assert len(results[block]["channels"]) == 16 and len(results["heads.head"]["channels"]) == 10
+    for shown in results[block]["channels"]:
+        assert len(shown) == 2
+        left, top, right, bottom = shown[0]["box"]
+        assert 0 <= left < right <= TINY_VIT_SIZE and 0 <= top < bottom <= TINY_VIT_SIZE
