@@ -1,0 +1,50 @@
+"""`make gpu-check` runs here on the CPU at tiny sizes, so it is ready when a GPU is lent."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make, as `make test` does")
+def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
+    out = tmp_path / "check"
+    done = subprocess.run(["make", "-s", "gpu-check", f"GPU_CHECK_PYTHON={sys.executable}",
+                           f"GPU_CHECK_OUT={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "GPU_CHECK_DEVICE": "cpu"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "gpu-check: all steps passed" in done.stdout
+
+    report = json.loads((out / "gpu-check.json").read_text())
+    assert report["failed"] == []
+    steps = report["steps"]
+    assert "5 passed" in steps["tests"]["summary"]  # every accelerator test ran, none skipped
+    assert set(steps["tests"]["measured"]) >= {"alone_vs_batch", "same_seed", "out_of_memory", "kill_resume"}
+    build = steps["build"]
+    assert build["entries"]["ok"] == build["entries"]["units"] == 12
+    assert build["inline"]["entries"]["ok"] == 12 and build["render_site"]["returncode"] == 0
+    rows = steps["throughput"]["measured"]["rows"]
+    assert [r["layer"] for r in rows] == ["features.0", "features.2", "features.5", "classifier.3"]
+    assert all(r["ms_per_image_step"] > 0 and r["gflop_per_image_step"] > 0 for r in rows)
+    assert steps["throughput"]["measured"]["projected_units"] == 8 + 8 + 16 + 10
+
+    text = (out / "gpu-check.md").read_text()
+    assert "| features.5 |" in text and "Projected full atlas" in text and "Failed steps: none" in text
+    assert (out / "work" / "site" / "index.html").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_check_without_cuda_stops_with_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "GPU_CHECK_DEVICE"}
+    done = subprocess.run([sys.executable, "bench/gpu_check.py", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**env, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 2
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and "no CUDA GPU" in lines[0] and "GPU_CHECK_DEVICE=cpu" in lines[0]
