@@ -110,9 +110,13 @@ def main(argv=None) -> dict:
                         help="compare every conv layer and the classes instead, and project the full atlas")
     parser.add_argument("--flops", action="store_true", help="count FLOPs and report the fraction of bf16 peak")
     parser.add_argument("--linearity", action="store_true", help="time two sizes x two unit counts")
+    parser.add_argument("--no-cudnn-benchmark", action="store_true",
+                        help="keep cuDNN's autotuner off (builds turn it on)")
     args = parser.parse_args(argv)
 
     device = devices.resolve_device(args.device)
+    if args.no_cudnn_benchmark:
+        torch.backends.cudnn.benchmark = False
     model = to_device(load_model(args.model, args.weights), device)
     precision = devices.resolve_precision(args.precision, device)
     full = Settings()
