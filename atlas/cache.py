@@ -23,7 +23,7 @@ import json
 import os
 import secrets
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -62,7 +62,7 @@ def entry_key(model_name: str, fingerprint: str, unit: Unit, settings: Settings)
         "weights": fingerprint,
         "unit": unit.as_dict(),
         "settings": settings.as_dict(),
-        "recipe_spec": asdict(settings.recipe_spec),
+        "recipe_spec": settings.recipe_spec.key(),
         "recipe_version": RECIPE_VERSION,
     })
 

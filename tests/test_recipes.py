@@ -1,0 +1,94 @@
+"""Recipe knobs beyond the named recipes: crop-size schedules, colour shifts, cosine step sizes."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from atlas.optvis import transforms
+from atlas.optvis.render import learning_rates, render_batch
+from atlas.settings import RECIPES, Settings
+from atlas.units import Unit
+
+VIEWS = RECIPES["views"]
+
+
+def _draw(recipe, steps=200, seed=0):
+    return transforms.draw(recipe, steps, torch.Generator().manual_seed(seed))
+
+
+def test_crop_schedule_moves_the_smallest_crop_from_start_to_end():
+    params = _draw(replace(VIEWS, min_crop=1.0, min_crop_end=0.3), steps=400)
+    sides = params[..., 0]
+    assert torch.allclose(sides[0], torch.ones_like(sides[0]))  # whole frame at the first step
+    late = sides[-50:]
+    assert late.min() >= 0.3 - 1e-6 and late.min() < 0.45  # small crops appear late
+    assert sides[:50].min() > 0.85  # and not early
+
+
+def test_colour_shift_draws_after_the_geometry_and_changes_colours_only():
+    plain, shifted = _draw(VIEWS), _draw(replace(VIEWS, color_shift=0.1))
+    assert shifted.shape[-1] == plain.shape[-1] + 6
+    assert torch.equal(shifted[..., :5], plain[..., :5])  # the same crops as without the shift
+    assert shifted[..., 5:].abs().max() <= 0.1 and shifted[..., 5:].abs().max() > 0.05
+
+    image = torch.rand(1, 3, 32, 32)
+    recipe = replace(VIEWS, color_shift=0.1)
+    params = _draw(recipe, steps=1)[None, 0]
+    params[..., 5:] = 0  # no shift: the same crops as the plain recipe
+    same = transforms.apply(recipe, image, params)
+    assert torch.allclose(same, transforms.apply(VIEWS, image, params[..., :5]))
+    params[..., 8:11] = 0.1  # an offset of 0.1 on every channel
+    moved = transforms.apply(recipe, image, params)
+    assert torch.allclose(moved - same, torch.full_like(same, 0.1), atol=1e-5)
+
+
+def test_cosine_schedule_falls_from_lr_to_a_tenth():
+    settings = Settings(size=32, steps=11, lr=0.05)
+    assert learning_rates(settings) == [0.05] * 11
+    RECIPES["test-cosine"] = replace(VIEWS, lr_schedule="cosine")
+    try:
+        rates = learning_rates(settings.replace(recipe="test-cosine"))
+    finally:
+        del RECIPES["test-cosine"]
+    assert rates[0] == pytest.approx(0.05) and rates[-1] == pytest.approx(0.005)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+
+
+@pytest.mark.parametrize("knobs", [{"min_crop": 1.0, "min_crop_end": 0.3}, {"color_shift": 0.1},
+                                   {"lr_schedule": "cosine"}])
+def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs):
+    RECIPES["test-knob"] = replace(VIEWS, **knobs)
+    try:
+        settings = Settings(size=32, steps=8, precision="fp32", recipe="test-knob")
+        units = [Unit("features.5", 1), Unit("features.5", 2)]
+        alone = render_batch(tiny, units[:1], settings, cpu)[0]
+        together = render_batch(tiny, units, settings, cpu)[0]
+        plain = render_batch(tiny, units[:1], settings.replace(recipe="views"), cpu)[0]
+    finally:
+        del RECIPES["test-knob"]
+    assert np.array_equal(alone.images[0], together.images[0])
+    assert not np.array_equal(alone.images[0], plain.images[0])
+    assert np.isfinite(alone.curve).all()
+
+
+def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
+    import joblib
+
+    from atlas.cache import entry_key
+    from atlas.settings import RECIPE_VERSION
+
+    settings = Settings(size=32, steps=4, precision="fp32")
+    unit = Unit("features.5", 3)
+    # the key as it was computed before the knobs existed: the six original fields
+    original = {"transforms": "crops", "views": 2, "min_crop": 0.5, "flip": True, "max_angle": 10.0,
+                "view_scale": 0.75}
+    before = joblib.hash({"model": "m", "weights": "fp", "unit": unit.as_dict(), "settings": settings.as_dict(),
+                          "recipe_spec": original, "recipe_version": RECIPE_VERSION})
+    assert entry_key("m", "fp", unit, settings) == before
+    RECIPES["test-shift"] = replace(VIEWS, color_shift=0.1)
+    try:
+        assert entry_key("m", "fp", unit, settings.replace(recipe="test-shift")) != before
+    finally:
+        del RECIPES["test-shift"]
