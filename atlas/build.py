@@ -40,7 +40,7 @@ class Summary:
 
 def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: Path, device: torch.device,
                 batch_size: int | None = None, on_batch: Callable[[int], None] = lambda n: None,
-                background: bool = True) -> Summary:
+                background: bool = True, photos: dict | None = None) -> Summary:
     """Render every unit the plan still needs and store each into the cache.
 
     Batches are cut from the whole plan, cached units included, and every batch
@@ -52,7 +52,8 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     ones: after a kill, only those of the batches it cut short.
 
     Storing runs on a background writer (`background=False` stores in line);
-    `on_batch` is told how many units each batch finished.
+    `on_batch` is told how many units each batch finished. `photos` (digest -> image)
+    feed objectives that imitate a photo (caricatures).
     """
     start = time.perf_counter()
     summary = Summary(cached=len(plan.cached))
@@ -63,8 +64,8 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     # group's last batch can be short, and it stays last.
     work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
     with make_writer(background) as writer:
-        for results in render(model, work, settings, device, size):
-            results = [_retry(model, r.unit, settings, device) if r.error else r
+        for results in render(model, work, settings, device, size, photos):
+            results = [_retry(model, r.unit, settings, device, photos) if r.error else r
                        for r in results if r.unit in todo]
             stored = [(plan.keys[r.unit], entry_meta(model, r, settings, where), [] if r.error else list(r.images))
                       for r in results]
@@ -112,10 +113,11 @@ def _peak_memory(model: Model, units: list[Unit], settings: Settings, device: to
     return torch.cuda.max_memory_allocated(device) - base
 
 
-def _retry(model: Model, unit: Unit, settings: Settings, device: torch.device) -> Rendered:
+def _retry(model: Model, unit: Unit, settings: Settings, device: torch.device,
+           photos: dict | None = None) -> Rendered:
     """Render a diverged unit alone once more with a smaller learning rate."""
     gentler = settings.replace(lr=settings.lr * RETRY_LR_FACTOR)
-    return render_batch(model, [unit], gentler, device)[0]
+    return render_batch(model, [unit], gentler, device, **({"photos": photos} if photos else {}))[0]
 
 
 def entry_meta(model: Model, result: Rendered, settings: Settings, device: str) -> dict:
@@ -135,6 +137,7 @@ def entry_meta(model: Model, result: Rendered, settings: Settings, device: str) 
         final_objective=result.final_objective if not result.error else None,
         final_objectives=tuple(result.final_objectives),
         class_probability=result.class_probability,
+        labels=tuple(result.labels),
         seconds=result.seconds,
         device=device,
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import click
 
+from . import kinds
 from .errors import AtlasError
 from .settings import RECIPE_HELP, RECIPES
+
+# The objectives a user picks by name: the registry's kinds that need no parameters.
+UNIT_KINDS = tuple(n for n, k in kinds.KINDS.items() if not k.is_class and not k.params)
+CLASS_KINDS = kinds.names(is_class=True)
 
 DEFAULT_CACHE = Path(os.environ.get("ATLAS_CACHE") or
                      Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atlas")
@@ -81,10 +86,12 @@ def layers(model, weights):
 @click.option("--channels", type=click.IntRange(min=0), help="Only the first N channels of each layer (0: none).")
 @click.option("--classes", help="Class indices/ranges like 1,3,10-20, or all, reference, none.")
 @click.option("--units", "unit_specs", multiple=True, help="Single units LAYER:INDEX (repeatable, comma lists).")
-@click.option("--objective", type=click.Choice(["channel", "neuron", "deepdream"]), help="Objective of conv units.")
-@click.option("--class-objective", type=click.Choice(["logit", "prob"]), help="Objective of class units.")
+@click.option("--objective", type=click.Choice(list(UNIT_KINDS)), help="Objective of conv units.")
+@click.option("--class-objective", type=click.Choice(list(CLASS_KINDS)), help="Objective of class units.")
 @click.option("--negative/--no-negative", default=None, help="Also render each unit's negative image.")
 @click.option("--diversity", type=click.IntRange(min=0, max=64), help="Also render N diverse images per unit.")
+@click.option("--directions", type=click.IntRange(min=0, max=1000), default=0,
+              help="Also render N random directions (seeded mixes of channels) of each selected layer.")
 @click.option("--size", type=int, help="Image side in pixels.")
 @click.option("--steps", type=int, help="Optimization steps per image.")
 @click.option("--lr", type=float, help="Adam learning rate.")
@@ -106,6 +113,15 @@ def layers(model, weights):
               help="A folder of natural images: show each unit's top examples beside its visualization.")
 @click.option("--examples-k", type=click.IntRange(min=1, max=100), default=9, show_default=True,
               help="Top examples kept per unit.")
+@click.option("--connections/--no-connections", default=True, show_default=True,
+              help="Compute each unit's strongest inputs and outputs among the rendered layers (expanded weights).")
+@click.option("--caricatures", "caricatures_dir", type=click.Path(path_type=Path),
+              help="A folder of photos: render what every rendered layer makes of the first few "
+                   "(default: the --examples folder).")
+@click.option("--caricature-photos", type=click.IntRange(min=1, max=100), default=3, show_default=True,
+              help="How many photos of that folder get caricatures.")
+@click.option("--caricature-steps", type=click.IntRange(min=1), help="Optimization steps of a caricature "
+              "(default: --steps).")
 @click.option("--background-store/--inline-store", default=True, hidden=True,
               help="Store results on a background thread (the default) or between batches.")
 def build(model, unit_specs, negative, diversity, objective, class_objective, precision, **options):

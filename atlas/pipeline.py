@@ -64,6 +64,7 @@ class BuildRequest:
     class_objective: str = "logit"
     negative: bool = False
     diversity: int = 1
+    directions: int = 0  # random directions per selected layer (seeded by `seed`)
     # how to render it (see Settings); precision "auto" is resolved on the device
     size: int | None = None
     steps: int | None = None
@@ -83,6 +84,12 @@ class BuildRequest:
     write_site: bool = True
     examples_dir: Path | None = None
     examples_k: int = 9
+    # circuits: expanded weights between rendered layers (cached per layer pair)
+    connections: bool = True
+    # caricatures of the first N photos of this folder (default: the examples folder) at every rendered layer
+    caricatures_dir: Path | None = None
+    caricature_photos: int = 3
+    caricature_steps: int | None = None  # None: the build's steps
 
 
 @dataclass
@@ -104,7 +111,8 @@ def selection_of(request: BuildRequest) -> Selection:
         layers=_pick(request.layers, chosen, "layers"), channels=_pick(request.channels, chosen, "channels"),
         classes=_pick(request.classes, chosen, "classes", "all"), units=tuple(units),
         objective=request.objective, class_objective=request.class_objective,
-        negative=request.negative, diversity=request.diversity)
+        negative=request.negative, diversity=request.diversity,
+        directions=request.directions, directions_seed=request.seed or 0)
 
 
 def settings_of(request: BuildRequest, device) -> Settings:
@@ -130,6 +138,9 @@ def check_request(request: BuildRequest) -> None:
     if request.examples_dir is not None:
         from .examples import list_images
         list_images(request.examples_dir)  # a bad folder fails now, not after the render
+    if request.caricatures_dir is not None:
+        from .caricatures import list_photos
+        list_photos(request.caricatures_dir, request.caricature_photos)
 
 
 def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildResult:
@@ -172,6 +183,10 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
     distributed.wait_for_all()
     if rank == 0 and request.examples_dir is not None:
         find_examples(model, sorted({u.layer for u in selected}), request, target, reporter)
+    if rank == 0 and request.connections:
+        find_connections(model, selected, request, target, reporter)
+    if rank == 0 and (request.caricatures_dir or request.examples_dir) is not None:
+        render_caricatures(model, selected, request, settings, target, reporter)
     if rank == 0 and request.write_site and n == 1:
         result.site = publish(request.cache_dir, request.out)
         say(f"site: {result.site}")
@@ -186,7 +201,7 @@ def _normalized(request: BuildRequest) -> BuildRequest:
     changes = {}
     for f in fields(request):
         value = getattr(request, f.name)
-        if f.name in ("cache_dir", "out", "examples_dir") and value is not None and not isinstance(value, Path):
+        if f.name in ("cache_dir", "out", "examples_dir", "caricatures_dir") and value is not None and not isinstance(value, Path):
             changes[f.name] = Path(value)
     units = tuple(s.strip() for spec in request.units for s in str(spec).replace(" ", ",").split(",") if s.strip())
     if units != request.units:
@@ -202,6 +217,35 @@ def find_examples(model: Model, layers: list[str], request: BuildRequest, device
                        request.batch_size or 32, advance)
     reporter.say(f"dataset examples for {len(layers)} layers: "
                  + (f"{rate:.1f} images/s" if rate else "from cache"))
+
+
+def find_connections(model: Model, units: list, request: BuildRequest, device, reporter: Reporter) -> None:
+    """Expanded weights between consecutive rendered layers (and the deepest conv to the classes)."""
+    from .circuits import connect, rendered_pairs
+
+    pairs = rendered_pairs(model, units)
+    if pairs:
+        computed, seconds = connect(model, pairs, request.cache_dir, device)
+        reporter.say(f"connections for {len(pairs)} layer pairs: "
+                     + (f"{computed} computed in {format_duration(seconds)}" if computed else "from cache"))
+
+
+def render_caricatures(model: Model, units: list, request: BuildRequest, settings: Settings, device,
+                       reporter: Reporter) -> None:
+    """Caricatures of a few photos at every rendered layer, one batch per photo."""
+    from .caricatures import caricature_layers, render_caricatures as render_all
+
+    layers = caricature_layers(model, units)
+    if not layers:
+        return
+    folder = request.caricatures_dir or request.examples_dir
+    if request.caricature_steps:
+        settings = settings.replace(steps=request.caricature_steps)
+    with reporter.progress(len(layers) * request.caricature_photos, "caricatures") as advance:
+        summary = render_all(model, layers, folder, request.caricature_photos, settings, request.cache_dir, device,
+                             on_batch=advance)
+    reporter.say(f"caricatures at {len(layers)} layers: rendered {summary.rendered}, from cache {summary.cached}"
+                 f", failed {len(summary.failed)} in {format_duration(summary.seconds)}")
 
 
 def publish(cache_dir: Path, out: Path) -> Path:

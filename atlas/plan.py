@@ -63,8 +63,14 @@ def shard(units: list[Unit], k: int, n: int) -> list[Unit]:
 
 
 def batch_key(unit: Unit) -> tuple:
-    """Units sharing a key run in one batch: one layer, one objective, one truncated forward."""
-    return unit.layer, unit.objective, unit.negative, unit.diversity
+    """Units sharing a key run in one batch: one layer, one objective, one truncated forward.
+    A kind may batch across layers (one photo's caricatures: one forward serves them all)
+    and may keep units with different values of a parameter apart (kinds.Kind)."""
+    kind = unit.kind
+    layer = "" if kind.across_layers else unit.layer
+    apart = unit.param(kind.batch_param) if kind.batch_param else None
+    key = (layer, unit.objective, unit.negative, unit.diversity)
+    return key if apart is None else key + (apart,)
 
 
 def batches(units: list[Unit], batch_size: int) -> list[list[Unit]]:

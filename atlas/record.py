@@ -32,6 +32,9 @@ class EntryMeta:
     final_objective: float | None = None
     final_objectives: tuple[float, ...] = ()  # one per image (diversity)
     class_probability: float | None = None    # class units only
+    # What the model calls the final image: its top classes, (class index, probability),
+    # most probable first (empty for entries written before labels were stored).
+    labels: tuple[tuple[int, float], ...] = ()
     seconds: float = 0.0
     device: str = ""
     created: str = ""                         # ISO 8601, UTC
@@ -63,7 +66,8 @@ class EntryMeta:
             "fingerprint": self.fingerprint, "unit": self.unit.as_dict(), "settings": dict(self.settings),
             "recipe_version": self.recipe_version, "curve": list(self.curve),
             "final_objective": self.final_objective, "final_objectives": list(self.final_objectives),
-            "class_probability": self.class_probability, "seconds": self.seconds, "device": self.device,
+            "class_probability": self.class_probability,
+            "labels": [[index, probability] for index, probability in self.labels], "seconds": self.seconds, "device": self.device,
             "created": self.created,
         }
 
@@ -85,6 +89,7 @@ class EntryMeta:
             final_objective=number(data.get("final_objective")),
             final_objectives=_numbers(data.get("final_objectives")),
             class_probability=number(data.get("class_probability")),
+            labels=_labels(data.get("labels")),
             seconds=number(data.get("seconds")) or 0.0,
             device=str(data.get("device") or ""), created=str(data.get("created") or ""),
         )
@@ -104,6 +109,19 @@ def _numbers(values) -> tuple[float, ...]:
     if not isinstance(values, (list, tuple)):
         return ()
     return tuple(math.nan if (v := number(value)) is None else v for value in values)
+
+
+def _labels(values) -> tuple[tuple[int, float], ...]:
+    """Stored top classes; malformed pairs are dropped."""
+    if not isinstance(values, (list, tuple)):
+        return ()
+    pairs = []
+    for item in values:
+        if isinstance(item, (list, tuple)) and len(item) == 2:
+            index, probability = _int(item[0]), number(item[1])
+            if index is not None and index >= 0 and probability is not None:
+                pairs.append((index, probability))
+    return tuple(pairs)
 
 
 def _int(value) -> int | None:

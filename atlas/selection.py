@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import plan as plans
+from . import kinds, plan as plans
 from .errors import AtlasError
 from .models import Model
 from .presets import reference_classes, reference_units
@@ -26,14 +26,22 @@ class Selection:
     class_objective: str = "logit"  # logit or prob, for class units
     negative: bool = False  # also render each unit's negative
     diversity: int = 1  # > 1: also render that many diverse images of each unit
+    directions: int = 0  # also render N random directions (mixes of channels) of each selected layer
+    directions_seed: int = 0  # which random directions
 
 
 def select_units(model: Model, selection: Selection) -> list[Unit]:
-    if selection.objective not in ("channel", "neuron", "deepdream"):
-        raise AtlasError(f"unit objective must be channel, neuron or deepdream, not {selection.objective!r}")
+    unit_kinds = [n for n, k in kinds.KINDS.items() if not k.is_class and not k.params]
+    if kinds.kind(selection.objective).name not in unit_kinds:
+        raise AtlasError(f"unit objective must be {', '.join(unit_kinds)}, not {selection.objective!r}")
+    if selection.class_objective not in kinds.names(is_class=True):
+        raise AtlasError(f"class objective must be {', '.join(kinds.names(is_class=True))}, "
+                         f"not {selection.class_objective!r}")
     pairs: list[tuple[str, int]] = []
-    if selection.channels != 0 and selection.layers != "none":
-        for layer in model.select_layers(selection.layers):
+    layers = model.select_layers(selection.layers) if selection.layers != "none" else []
+    if selection.channels != 0:
+        for layer in layers:
+            kinds.check_layout(selection.objective, layer.name, layer.layout.kind)
             pairs += [(layer.name, i) for i in range(min(layer.channels, selection.channels or layer.channels))]
     for spec in selection.units:
         pairs += reference_units(model) if spec == "reference" else [plans.parse_unit(model, spec)]
@@ -41,14 +49,22 @@ def select_units(model: Model, selection: Selection) -> list[Unit]:
     classes = _classes(model, selection.classes)
     base = [Unit(layer, i, selection.objective) for layer, i in dict.fromkeys(pairs)]
     base += [Unit(model.output_layer, i, selection.class_objective) for i in classes]
-    if not base:
+    directions = [Unit(layer.name, n, "direction", params=_direction(layer, n, selection.directions_seed))
+                  for layer in layers for n in range(selection.directions)]
+    if not base and not directions:
         raise AtlasError("nothing selected: give --layers, --units or --classes")
     units = list(base)
     if selection.negative:
         units += [Unit(u.layer, u.index, u.objective, negative=True) for u in base]
     if selection.diversity > 1:
         units += [Unit(u.layer, u.index, u.objective, diversity=selection.diversity) for u in base]
-    return units
+    return units + directions
+
+
+def _direction(layer, number: int, seed: int) -> dict:
+    """The parameters of a layer's `number`-th random direction: its seed and its weights."""
+    drawn = kinds.direction_seed(layer.name, number, seed)
+    return {"seed": drawn, "weights": kinds.random_direction(layer.channels, drawn)}
 
 
 def _classes(model: Model, spec: str) -> list[int]:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
+from . import kinds
 from .errors import AtlasError
 
-# channel: mean of one channel's activation map; neuron: its centre position;
-# logit: one pre-softmax output; prob: one softmax output;
-# deepdream: mean of squared activations of a whole layer (index is ignored).
-OBJECTIVES = ("channel", "neuron", "logit", "prob", "deepdream")
-CLASS_OBJECTIVES = ("logit", "prob")
+# Every objective is an entry of the registry in kinds.py (channel, neuron, logit,
+# prob, deepdream, direction, caricature); these tuples are derived from it.
+OBJECTIVES = tuple(kinds.KINDS)
+CLASS_OBJECTIVES = kinds.names(is_class=True)
+
+
+def freeze(value):
+    """A parameter value as a hashable, JSON-round-trippable one: lists become tuples."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    raise AtlasError(f"unit parameter values must be numbers, text or lists of them, not {type(value).__name__}")
 
 
 @dataclass(frozen=True, order=True)
@@ -18,7 +27,10 @@ class Unit:
     """One render job: a unit of a layer and the objective that views it.
 
     ``negative`` minimizes instead of maximizing; ``diversity`` > 1 renders that
-    many images of the unit at once, pushed apart from each other.
+    many images of the unit at once, pushed apart from each other. ``params``
+    are the objective's own frozen parameters (a direction's weights, the photo a
+    caricature imitates), sorted (name, value) pairs; they are part of the cache
+    key, and a unit without any hashes exactly as before they existed.
     """
 
     layer: str
@@ -26,19 +38,36 @@ class Unit:
     objective: str = "channel"
     negative: bool = False
     diversity: int = 1
+    params: tuple = field(default=(), compare=True)
 
     def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise AtlasError(f"unknown objective {self.objective!r}; choose from {', '.join(OBJECTIVES)}")
+        entry = kinds.kind(self.objective)
         if self.diversity < 1:
             raise AtlasError(f"diversity must be at least 1, got {self.diversity}")
+        given = self.params.items() if isinstance(self.params, dict) else self.params
+        params = tuple(sorted((str(name), freeze(value)) for name, value in given))
+        missing = [p for p in entry.params if p not in dict(params)]
+        if missing:
+            raise AtlasError(f"objective {self.objective!r} needs parameters {', '.join(missing)}")
+        object.__setattr__(self, "params", params)
+
+    @property
+    def kind(self) -> kinds.Kind:
+        return kinds.kind(self.objective)
+
+    def param(self, name: str, default=None):
+        return dict(self.params).get(name, default)
 
     @property
     def label(self) -> str:
         """`layer[index]` as in the reference tables, with its variant."""
-        text = self.layer if self.objective == "deepdream" else f"{self.layer}[{self.index}]"
-        if self.objective in ("neuron", "prob", "deepdream"):
-            text += f" {self.objective}"
+        entry = self.kind
+        if entry.title is not None:
+            text = entry.title(self)
+        else:
+            text = self.layer if entry.whole_layer else f"{self.layer}[{self.index}]"
+            if not entry.plain:
+                text += f" {self.objective}"
         if self.negative:
             text = "−" + text
         if self.diversity > 1:
@@ -52,7 +81,11 @@ class Unit:
         return text + (f" ×{self.diversity}" if self.diversity > 1 else "")
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        data = {"layer": self.layer, "index": self.index, "objective": self.objective,
+                "negative": self.negative, "diversity": self.diversity}
+        if self.params:   # absent when empty: plain units keep the cache keys they always had
+            data["params"] = {name: value for name, value in self.params}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "Unit":

@@ -46,6 +46,7 @@ class FixtureCache:
     fresh_key: str = ""      # the newer render of the same unit
     examples: dict = field(default_factory=dict)   # layer -> key of the shown examples result
     stale_examples_key: str = ""                   # an older result for features.12: not shown
+    photo: str = ""                                # digest of the photo with caricatures
 
 
 EXAMPLES_SIZE = 224
@@ -137,9 +138,9 @@ def make_cache(root: Path) -> FixtureCache:
     counter = iter(range(10_000))
 
     def add(card, layer, index, objective="channel", negative=False, diversity=1,
-            failed=False, steps=64, error="CUDA out of memory"):
+            failed=False, steps=64, error="CUDA out of memory", params=()):
         n = next(counter)
-        unit = Unit(layer, index, objective, negative, diversity)
+        unit = Unit(layer, index, objective, negative, diversity, params)
         settings = Settings(size=SIZE, steps=steps)
         key = cache.entry_key(card["name"], card["fingerprint"], unit, settings)
         curve = list(np.log1p(np.arange(steps)) * (1 + n % 3) + np.sin(np.arange(steps)))
@@ -151,13 +152,16 @@ def make_cache(root: Path) -> FixtureCache:
             "final_objective": None if failed else curve[-1],
             "final_objectives": [] if failed else [curve[-1]] * diversity,
             "class_probability": (0.25 + n % 5 / 10) if objective in ("logit", "prob") and not failed else None,
+            # what the model calls the image: vgg16 features.0 channels draw goldfish (class 1)
+            "labels": [] if failed else [[1 if layer == "features.0" else 3, 0.6], [7, 0.2], [30, 0.1], [5, 0.05],
+                                         [0, 0.01]],
             "seconds": 1.5 + n, "device": "cpu", "created": f"2025-01-01T00:{n // 60:02d}:{n % 60:02d}+00:00",
         }
         if failed:
             meta["error"] = error
         images = [] if failed else [_image(n * 10 + i) for i in range(diversity)]
         entry = cache.store(root, key, meta, images)
-        if objective != "deepdream":
+        if unit.kind.page == "unit":
             (fx.failed if failed else fx.units).add((card["slug"], layer, index))
         return entry
 
@@ -188,6 +192,15 @@ def make_cache(root: Path) -> FixtureCache:
     add(vgg19, "features.28", 54)
     add(vgg19, "classifier.6", 1, objective="logit")
 
+    # Connections features.0 -> features.12 and features.28 -> the classes; a random direction;
+    # one photo with its caricatures at two layers.
+    add_circuits(root, vgg16, "features.0", "features.12", 256, 64)
+    add_circuits(root, vgg16, "features.28", "classifier.6", 1000, 512, spatial=False)
+    add(vgg16, "features.12", 0, objective="direction", params={"seed": 7, "weights": [0.5, -0.5] * 128})
+    fx.photo = add_photo(root)
+    for layer in ("features.0", "features.12"):
+        add(vgg16, layer, 0, objective="caricature", params={"photo": fx.photo, "power": 1.0})
+
     old = 1_700_000_000
     fx.stale_examples_key = add_examples(root, vgg16, "features.12", 256, 9, False, images=20, mtime=old)
     fx.examples["features.12"] = add_examples(root, vgg16, "features.12", 256, 9, False,
@@ -195,6 +208,34 @@ def make_cache(root: Path) -> FixtureCache:
     fx.examples["features.0"] = add_examples(root, vgg16, "features.0", 64, 9, False, mtime=old + 60)
     fx.examples["classifier.6"] = add_examples(root, vgg16, "classifier.6", 1000, 5, True, mtime=old + 60)
     return fx
+
+
+STRONG_INPUT, INHIBITING_INPUT = 2, 1   # features.12[3]'s strongest rendered inputs: features.0[2], then [1]
+
+
+def add_circuits(root: Path, card: dict, source: str, target: str, targets: int, sources: int,
+                 spatial: bool = True) -> None:
+    """Cached expanded weights shaped like `atlas.circuits` stores them; features.12[3] is fed
+    most strongly (of the rendered features.0 channels) by channel 2, which excites it, then
+    by channel 1, which inhibits it."""
+    from atlas import circuits
+
+    rng = np.random.default_rng(len(source) + targets)
+    heat = rng.normal(0, 0.1, (targets, sources, 3, 3) if spatial else (targets, sources, 0, 0))
+    if spatial:
+        heat[3, STRONG_INPUT] = 2.0
+        heat[3, INHIBITING_INPUT] = -1.0
+        heat[3, INHIBITING_INPUT, 1, 1] = 0.5
+    norm = np.sqrt((heat ** 2).sum((2, 3))) if spatial else np.abs(rng.normal(0, 1, (targets, sources)))
+    total = heat.sum((2, 3)) if spatial else rng.normal(0, 1, (targets, sources))
+    pair = circuits.Pair(source, target, norm.astype(np.float32), total.astype(np.float32), heat.astype(np.float16))
+    circuits.store_pair(root, hashlib.md5(f"{card['name']}{source}{target}".encode()).hexdigest(),
+                        card["name"], card["fingerprint"], pair)
+
+
+def add_photo(root: Path) -> str:
+    from atlas import caricatures
+    return caricatures.store_photo(root, _image(424242, SIZE), f"beach/{HOSTILE}.jpg")
 
 
 def make_full_vgg16(root: Path, size: int = 64, steps: int = 512, negative: bool = False, pool: int = 61) -> int:

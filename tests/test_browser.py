@@ -130,7 +130,8 @@ def test_home_model_layer_unit(browser, site):
     page.wait_for_url("**/layers/features.28/264.html")
 
     page.goto(base + "models/vgg16-a1b2c3/layers/features.12/3.html")   # all variants
-    assert w.check_images() == 6 + 9  # channel, negative, neuron, three diverse images; 9 examples
+    # channel, negative, neuron, three diverse images; 9 examples; 4 rendered input units
+    assert w.check_images() == 6 + 9 + 4
     w.shot("unit-variants")
     page.goto(base + "models/vgg16-a1b2c3/layers/features.12/105.html")
     assert page.locator(".failbox").is_visible()
@@ -145,7 +146,7 @@ def test_unit_page_shows_dataset_examples(browser, site):
     page.goto(base + "models/vgg16-a1b2c3/layers/features.12/3.html")
     examples = page.locator("#examples .example-grid img")
     assert examples.count() == 9
-    assert w.check_images() == 6 + 9     # the renders of features.12[3], then its top examples
+    assert w.check_images() == 6 + 9 + 4  # the renders of features.12[3], its top examples, its inputs
     box = page.locator(".render").first.bounding_box()
     assert page.locator("#examples").bounding_box()["y"] > box["y"] + box["height"] - 1  # under the visualization
     assert "the best natural example" in page.locator("#examples .ratio").inner_text()
@@ -159,6 +160,35 @@ def test_unit_page_shows_dataset_examples(browser, site):
     w.close()
 
 
+def test_walk_the_network_through_connections(browser, site):
+    """From a unit page, follow an input connection to the unit feeding it, and come back
+    through that unit's list of outputs."""
+    _, base = site
+    w = Watched(browser)
+    page = w.page
+    page.goto(base + "models/vgg16-a1b2c3/layers/features.12/3.html")
+    first = page.locator("#inputs li.conn").first
+    assert "excites" in first.inner_text() and first.locator("svg.heat rect").count() == 9
+    page.locator("#connections").scroll_into_view_if_needed()
+    w.shot("unit-connections", full_page=False)
+    first.locator("a.conn-unit").click()
+    page.wait_for_url("**/layers/features.0/2.html")
+    assert w.check_images() >= 2
+    back = page.locator("#outputs a.conn-unit[href$='features.12/3.html']")
+    assert back.count() == 1
+    back.click()
+    page.wait_for_url("**/layers/features.12/3.html")
+    assert page.locator("h1").inner_text().startswith("features.12[3]")
+    assert page.locator("#labels li").count() == 5
+
+    page.goto(base + f"models/vgg16-a1b2c3/layers/features.0/index.html")
+    page.locator(".caricatures a.tile").first.click()
+    page.wait_for_url("**/photos/*.html")
+    assert w.check_images() == 3     # the photo and two layers' caricatures
+    w.shot("photo-caricatures")
+    w.close()
+
+
 @pytest.mark.parametrize("script", [True, False], ids=["js", "no-js"])
 def test_layer_page_toggles_to_top_examples(browser, site, script):
     _, base = site
@@ -167,11 +197,11 @@ def test_layer_page_toggles_to_top_examples(browser, site, script):
     page.goto(base + "models/vgg16-a1b2c3/layers/features.0/index.html")
     assert page.locator("#renders-panel").is_visible() and not page.locator("#examples-panel").is_visible()
     if script:                           # (page.evaluate needs scripts: without them, look only)
-        assert w.check_images() == 4
+        assert w.check_images() == 4 + 1  # four channels and the layer's caricature of a photo
     page.click("label[for=show-examples]")
     assert page.locator("#examples-panel").is_visible() and not page.locator("#renders-panel").is_visible()
     if script:
-        assert w.check_images() == 64    # the best crop of each channel
+        assert w.check_images() == 64 + 1  # the best crop of each channel; the caricature above the tabs
         w.shot("layer-examples", full_page=False)
     page.click("#examples-panel a.example-tile >> nth=0")
     page.wait_for_url("**/layers/features.0/0.html#examples")
@@ -181,7 +211,7 @@ def test_layer_page_toggles_to_top_examples(browser, site, script):
     assert page.locator("#renders-panel").is_visible()
     page.wait_for_load_state("networkidle")   # thumbnails shown again load before the page closes
     if script:
-        assert w.check_images() == 4
+        assert w.check_images() == 4 + 1
     w.close()
 
 

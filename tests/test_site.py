@@ -461,8 +461,9 @@ def test_published_images_are_web_formats_and_only_main_renders_get_thumbnails(b
     with Image.open(full[0]) as image:
         assert image.format == "AVIF" and image.size == (32, 32)
     # One thumbnail per unit shown in a grid: none for variants (negative, neuron,
-    # diverse) or DeepDream renders, which pages show full size.
-    assert len(list((site / "images/thumb").iterdir())) == len(fx.units)
+    # diverse) or DeepDream renders, which pages show full size. A direction and the
+    # two caricatures are shown in strips, so they have one too.
+    assert len(list((site / "images/thumb").iterdir())) == len(fx.units) + 3
 
 
 def test_entry_metadata_from_older_versions_still_reads():

@@ -79,6 +79,17 @@ def deepdream(layer: str) -> Objective:
     return Objective(lambda acts: acts[layer].float().pow(2).flatten(1).mean(1), frozenset([layer]))
 
 
+def direction(layer: str, weights: torch.Tensor) -> Objective:
+    """A direction in the layer's activation space, one per image (`weights` [B, C]):
+    the mean over positions of the activation vector's dot product with it, as
+    Lucid's `direction` objective (for a flat layer, the dot product itself)."""
+    def score(acts):
+        out = acts[layer].float()
+        means = out.flatten(2).mean(2) if out.dim() > 2 else out
+        return (means * weights.to(out.device)).sum(1)
+    return Objective(score, frozenset([layer]))
+
+
 def diversity(layer: str, groups: torch.Tensor, images: torch.Tensor | None = None) -> Objective:
     """Push images of the same group apart: minus the summed cosine similarity
     of each row's Gram matrix (its style at `layer`) to the others in its

@@ -21,7 +21,8 @@ from .. import device as devices
 from ..models import Model, normalize
 from ..plan import batch_key, batches
 from ..settings import Settings
-from ..units import CLASS_OBJECTIVES, Unit
+from ..kinds import Context
+from ..units import Unit
 from . import objectives, param, transforms
 from .hooks import activations, redirected_relus
 
@@ -36,14 +37,20 @@ class Rendered:
     class_probability: float | None  # for class units: mean softmax probability of the class
     seconds: float
     error: str | None = None  # set when the optimization diverged (NaN/Inf)
+    # The model's top classes on the untransformed final image(s): (class, probability),
+    # most probable first; probabilities averaged over a unit's images.
+    labels: tuple[tuple[int, float], ...] = ()
 
     @property
     def final_objective(self) -> float:
         return float(np.mean(self.final_objectives))
 
 
+TOP_LABELS = 5
+
+
 def render(model: Model, units: list[Unit], settings: Settings, device: torch.device,
-           batch_size: int | None = None) -> Iterator[list[Rendered]]:
+           batch_size: int | None = None, photos: dict | None = None) -> Iterator[list[Rendered]]:
     """Render `units` batch by batch, yielding each batch's results as it finishes.
 
     Frozen weights are held in bf16 while it runs, when the settings render in
@@ -56,7 +63,8 @@ def render(model: Model, units: list[Unit], settings: Settings, device: torch.de
         while pending:
             batch = pending.pop(0)
             try:
-                results = render_batch(model, batch, settings, device)
+                # Photos only when some objective needs them: wrappers of render_batch keep its four arguments.
+                results = render_batch(model, batch, settings, device, **({"photos": photos} if photos else {}))
             except RuntimeError as err:
                 if not devices.is_out_of_memory(err) or len(batch) == 1:
                     raise
@@ -76,19 +84,15 @@ def _cut(batch: list[Unit], size: int) -> list[list[Unit]]:
 def image_seed(settings: Settings, unit: Unit, copy: int) -> int:
     """The seed of one image: a function of the unit alone, never of its batch."""
     text = f"{settings.seed}|{unit.layer}|{unit.index}|{unit.objective}|{unit.negative}|{unit.diversity}|{copy}"
+    if unit.params:   # only then: units without parameters keep the seeds (and images) they had
+        text += f"|{unit.params!r}"
     return zlib.crc32(text.encode())
 
 
-def unit_objective(unit: Unit, index) -> objectives.Objective:
-    """The score that `unit`'s kind of objective measures, before sign and diversity;
-    `index` is the unit index of every image in the batch."""
-    if unit.objective == "deepdream":
-        return objectives.deepdream(unit.layer)
-    if unit.objective == "neuron":
-        return objectives.neuron(unit.layer, index)
-    if unit.objective == "prob":
-        return objectives.class_probability(unit.layer, index)
-    return objectives.channel(unit.layer, index)
+def unit_objective(rows: list[Unit], context: Context) -> objectives.Objective:
+    """The score the batch's kind of objective measures, before sign and diversity:
+    the registry's builder (kinds.py) given one unit per row of the batch."""
+    return rows[0].kind.build(rows, context)
 
 
 def diversity_layer(model: Model, unit: Unit) -> str:
@@ -103,7 +107,8 @@ def diversity_layer(model: Model, unit: Unit) -> str:
     return max([l for l in spatial if l.default] or spatial, key=lambda l: l.position).name
 
 
-def render_batch(model: Model, units: list[Unit], settings: Settings, device: torch.device) -> list[Rendered]:
+def render_batch(model: Model, units: list[Unit], settings: Settings, device: torch.device,
+                 photos: dict | None = None) -> list[Rendered]:
     """Optimize one image per unit and copy; all units must share a batch key."""
     if len({batch_key(u) for u in units}) != 1:
         raise ValueError("a batch must hold units of one layer, objective, sign and diversity")
@@ -119,8 +124,8 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     view_params = torch.stack([transforms.draw(recipe, settings.steps, g) for g in generators]).to(device)
     per_image = recipe.views
 
-    index = torch.tensor([u.index for u, _ in items])
-    measure = unit_objective(first, index.repeat_interleave(per_image))
+    context = Context(model, device, precision, photos or {})
+    measure = unit_objective([u for u, _ in items for _ in range(per_image)], context)
     sign = -1.0 if first.negative else 1.0
     layers = set(measure.layers)
     spread = None
@@ -149,23 +154,33 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
 
     with torch.no_grad():
         images = image_param.to_image(params)
-        wanted = set(measure.layers) | ({model.output_layer} if first.objective in CLASS_OBJECTIVES else set())
+        # One pass to the logits scores the unit and says what the model calls the image.
+        wanted = set(measure.layers) | {model.output_layer}
         with devices.autocast(device, precision):
             acts = activations(model, normalize(model, images).contiguous(memory_format=torch.channels_last), wanted)
-        final = unit_objective(first, index)(acts)
+        final = unit_objective([u for u, _ in items], context)(acts)
+        probs = torch.softmax(acts[model.output_layer].float(), dim=1)
         probability = None
-        if first.objective in CLASS_OBJECTIVES:
-            probability = objectives.class_probability(model.output_layer, index)(acts)
+        if first.kind.is_class:
+            index = torch.tensor([u.index for u, _ in items], device=probs.device)
+            probability = probs[torch.arange(len(items), device=probs.device), index]
 
-    return _results(units, copies, images, curve, final, probability, time.perf_counter() - start)
+    return _results(units, copies, images, curve, final, probability, probs, time.perf_counter() - start)
 
 
-def _results(units, copies, images, curve, final, probability, seconds) -> list[Rendered]:
+def top_labels(probs: torch.Tensor, k: int = TOP_LABELS) -> tuple[tuple[int, float], ...]:
+    """The k most probable classes of a probability vector, as (class, probability)."""
+    values, indices = probs.topk(min(k, probs.shape[-1]))
+    return tuple((int(i), round(float(v), 5)) for v, i in zip(values, indices))
+
+
+def _results(units, copies, images, curve, final, probability, probs, seconds) -> list[Rendered]:
     """Move everything to the host once and split it per unit."""
     pixels = (images.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     curve = curve.float().cpu().numpy()
     final = final.float().cpu().numpy()
     probability = probability.float().cpu().numpy() if probability is not None else None
+    probs = probs.float().cpu()
     finite = np.isfinite(curve).all(0) & np.isfinite(final) & torch.isfinite(images).flatten(1).all(1).cpu().numpy()
     results = []
     for n, unit in enumerate(units):
@@ -179,5 +194,6 @@ def _results(units, copies, images, curve, final, probability, seconds) -> list[
             class_probability=float(probability[rows].mean()) if probability is not None else None,
             seconds=seconds * copies / (len(units) * copies),
             error=None if ok else "the optimization diverged (NaN or Inf)",
+            labels=top_labels(probs[rows].mean(0)) if ok else (),
         ))
     return results

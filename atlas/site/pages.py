@@ -66,8 +66,19 @@ def class_index(model: ModelView) -> list[dict]:
     count = len(model.class_names) if model.class_names else (output.channels or 0)
     count = max([count, *(i + 1 for i in rendered)])
     names = model.class_names or []
+    # Channels (and directions) whose image the model calls this class, most probable first:
+    # how a visitor finds the channels that draw "goldfish".
+    called: dict[int, list] = {}
+    for layer in model.layers:
+        if layer.is_output:
+            continue
+        for unit in layer.units + layer.directions:
+            if unit.main.ok and unit.main.labels:
+                top, probability = unit.main.labels[0]
+                called.setdefault(top, []).append((probability, unit))
     return [{"index": i, "name": str(names[i]) if i < len(names) else f"class {i}",
-             "unit": rendered.get(i), "ok": bool(rendered.get(i) and rendered[i].main.ok)}
+             "unit": rendered.get(i), "ok": bool(rendered.get(i) and rendered[i].main.ok),
+             "called": [unit for _, unit in sorted(called.get(i, []), key=lambda item: -item[0])]}
             for i in range(count)]
 
 

@@ -101,6 +101,8 @@ def publish_images(models: list["ModelView"], out: Path) -> set[Path]:
                 jobs[out / name] = functools.partial(_convert, source, FULL)
             if render.thumb:
                 jobs[out / render.thumb] = functools.partial(_convert, render.sources[0], THUMB)
+        for photo in model.photos:
+            jobs[out / photo.image] = functools.partial(_convert, photo.source, FULL)
         for layer in model.layers:
             for shown in layer.examples.channels if layer.examples else []:
                 for example in shown:

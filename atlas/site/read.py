@@ -12,26 +12,30 @@ import warnings
 from pathlib import Path
 
 from .. import cache
+from ..errors import AtlasError
 from ..record import EntryMeta, number
 from ..text import safe_name
 from ..units import OBJECTIVES
 from .pages import curve_plot
 from .publish import FULL, THUMB, EXAMPLE_DIR
-from .views import ExampleSet, ExampleView, LayerView, ModelView, Render, UnitView
+from .views import ExampleSet, ExampleView, LayerView, ModelView, PhotoView, Render, UnitView
 
 
 def build_models(entries, cards: list[dict], examples: dict | None = None,
-                 examples_dir: Path | None = None) -> list[ModelView]:
+                 examples_dir: Path | None = None, photos: dict | None = None,
+                 pairs: dict | None = None) -> list[ModelView]:
     """Group cache entries under their model card, newest render per unit, pages linked up.
 
     `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
-    (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`.
+    (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`. `photos`
+    maps a photo digest to its stored record (`atlas.caricatures.scan_photos`);
+    `pairs` holds the cached connections (`atlas.circuits.scan`).
     """
     newest: dict[tuple, tuple[cache.Entry, EntryMeta]] = {}
     for entry in entries:
         try:
             meta = EntryMeta.from_dict(entry.meta)
-        except (KeyError, TypeError, ValueError) as err:   # no readable unit: no page to put it on
+        except (KeyError, TypeError, ValueError, AtlasError) as err:   # no readable unit: no page to put it on
             warnings.warn(f"cache entry {entry.key} names no unit ({err}); the site leaves it out", stacklevel=2)
             continue
         ident = (meta.model, meta.fingerprint, meta.unit)
@@ -55,12 +59,17 @@ def build_models(entries, cards: list[dict], examples: dict | None = None,
     if examples and examples_dir is not None:
         _attach_examples(models, examples, Path(examples_dir))
     _link_elsewhere(models)
+    for model in models:
+        _attach_photos(model, photos or {})
+    if pairs:
+        from .connections import attach
+        attach(models, pairs)
     return models
 
 
 def _card_from_entries(model: str, fingerprint: str, entries: list[tuple[cache.Entry, EntryMeta]]) -> dict:
     """A stand-in card for entries whose model card is missing, so they still show."""
-    output = next((m.unit.layer for _, m in entries if m.unit.objective in ("logit", "prob")), None)
+    output = next((m.unit.layer for _, m in entries if m.unit.kind.is_class), None)
     return {"name": model, "slug": f"{model}-{str(fingerprint)[:8]}", "fingerprint": fingerprint,
             "weights": entries[0][1].weights, "layers": [], "output_layer": output, "class_names": None}
 
@@ -82,8 +91,14 @@ def _model_view(card: dict, entries: list[tuple[cache.Entry, EntryMeta]]) -> Mod
     for entry, meta in entries:
         render = _render(model, entry, meta)
         model.renders.append(render)
-        if render.unit.objective == "deepdream":
-            model.layer(render.unit.layer).layer_renders.append(render)
+        page = render.unit.kind.page
+        layer = model.layer(render.unit.layer)
+        if page == "layer":
+            layer.layer_renders.append(render)
+        elif page == "own":   # a direction: a page of its own, not a variant of a channel's page
+            layer.directions.append(UnitView(layer, render.unit.index, [render], prefix="direction-"))
+        elif page == "photo":
+            layer.caricatures.append(render)
         else:
             by_unit.setdefault((render.unit.layer, render.unit.index), []).append(render)
 
@@ -99,10 +114,33 @@ def _model_view(card: dict, entries: list[tuple[cache.Entry, EntryMeta]]) -> Mod
                 other.thumb = None
         for before, after in zip(layer.units, layer.units[1:]):
             before.next, after.prev = after, before
+        layer.directions.sort(key=lambda unit: unit.index)
+        for before, after in zip(layer.directions, layer.directions[1:]):
+            before.next, after.prev = after, before
         layer.layer_renders.sort(key=_render_order)
         for render in layer.layer_renders:   # shown whole on the layer page, never in a grid
             render.thumb = None
     return model
+
+
+def _attach_photos(model: ModelView, photos: dict) -> None:
+    """One page per photo with a caricature: the photo beside every layer's caricature."""
+    by_photo: dict[str, list[Render]] = {}
+    for layer in model.layers:
+        for render in layer.caricatures:
+            by_photo.setdefault(str(render.unit.param("photo")), []).append(render)
+    for digest, renders in sorted(by_photo.items()):
+        record = photos.get(digest)
+        if record is None:   # its photo is gone from the cache: nothing to show beside the caricatures
+            continue
+        source = Path(record["path"])
+        model.photos.append(PhotoView(model, digest, str(record.get("name") or digest),
+                                      image=FULL.site_path(f"photo-{safe_name(digest)}", digest), source=source,
+                                      renders=renders))
+    named = {photo.digest: photo for photo in model.photos}
+    for layer in model.layers:
+        layer.caricatures = [r for r in layer.caricatures if str(r.unit.param("photo")) in named]
+        layer.caricatures.sort(key=lambda r: named[str(r.unit.param("photo"))].name)
 
 
 def _render_order(render: Render) -> tuple:

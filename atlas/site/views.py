@@ -77,7 +77,12 @@ class Render:
     @property
     def is_plain(self) -> bool:
         u = self.unit
-        return u.objective in ("channel", "logit") and not u.negative and u.diversity == 1
+        return u.kind.plain and not u.negative and u.diversity == 1
+
+    @property
+    def labels(self) -> tuple[tuple[int, float], ...]:
+        """What the model calls the image: (class, probability), most probable first."""
+        return self.meta.labels
 
 
 @dataclass
@@ -121,6 +126,7 @@ class UnitView:
     prev: "UnitView | None" = None
     next: "UnitView | None" = None
     elsewhere: list["UnitView"] = field(default_factory=list)
+    prefix: str = ""             # "direction-": a page of its own beside the channel pages
 
     @property
     def main(self) -> Render:
@@ -128,11 +134,30 @@ class UnitView:
 
     @property
     def label(self) -> str:
-        return f"{self.layer.name}[{self.index}]"
+        return f"{self.layer.name} direction {self.index}" if self.prefix else f"{self.layer.name}[{self.index}]"
 
     @property
     def path(self) -> str:
-        return f"{self.layer.dir}/{self.index}.html"
+        return f"{self.layer.dir}/{self.prefix}{self.index}.html"
+
+    @property
+    def inputs(self) -> list:
+        """The strongest channels of the previous rendered layer feeding this unit."""
+        links = self.layer.inputs
+        return links.ranked(self.index) if links is not None and not self.prefix else []
+
+    @property
+    def outputs(self) -> list:
+        """The strongest channels (or classes) of the next rendered layer this unit feeds."""
+        links = self.layer.outputs
+        return links.ranked(self.index) if links is not None and not self.prefix else []
+
+    @property
+    def labels(self) -> list[dict]:
+        """The model's top classes for the main image, with names and class pages where rendered."""
+        model = self.layer.model
+        return [{"index": i, "probability": p, "name": model.class_name(i), "unit": model.class_unit(i)}
+                for i, p in self.main.labels]
 
     @property
     def examples(self) -> list[ExampleView]:
@@ -162,6 +187,11 @@ class LayerView:
     units: list[UnitView] = field(default_factory=list)
     layer_renders: list[Render] = field(default_factory=list)   # DeepDream: the whole layer
     examples: ExampleSet | None = None                          # top natural images per channel
+    directions: list[UnitView] = field(default_factory=list)    # random directions, each on its own page
+    caricatures: list[Render] = field(default_factory=list)     # what this layer makes of each photo
+    inputs: object = None        # connections.Links from the previous rendered layer
+    outputs: object = None       # connections.Links to the next rendered layer
+    connections_note: str = ""   # why this layer has no connections, when it has none
 
     @property
     def dir(self) -> str:
@@ -177,7 +207,7 @@ class LayerView:
 
     @property
     def rendered(self) -> bool:
-        return bool(self.units or self.layer_renders)
+        return bool(self.units or self.layer_renders or self.directions or self.caricatures)
 
     @property
     def example_objective(self) -> str:
@@ -214,10 +244,19 @@ class ModelView:
     class_names: list[str] | None
     layers: list[LayerView] = field(default_factory=list)
     renders: list[Render] = field(default_factory=list)
+    photos: list["PhotoView"] = field(default_factory=list)
 
     @property
     def dir(self) -> str:
         return f"models/{safe_name(self.slug)}"
+
+    def class_name(self, index: int) -> str:
+        names = self.class_names or []
+        return str(names[index]) if 0 <= index < len(names) else f"class {index}"
+
+    def class_unit(self, index: int) -> "UnitView | None":
+        output = self.output
+        return next((u for u in output.units if u.index == index), None) if output else None
 
     @property
     def path(self) -> str:
@@ -260,3 +299,18 @@ class ModelView:
         return firsts[:count]
 
 
+
+
+@dataclass
+class PhotoView:
+    """A real photo and what every rendered layer makes of it (its caricatures)."""
+    model: ModelView
+    digest: str
+    name: str
+    image: str                   # site path of the published photo
+    source: Path                 # the photo in the cache
+    renders: list[Render] = field(default_factory=list)   # one caricature per layer, in layer order
+
+    @property
+    def path(self) -> str:
+        return f"{self.model.dir}/photos/{safe_name(self.digest)}.html"

@@ -15,6 +15,8 @@ or a GitHub Pages project sub-path)::
     models/<slug>/results.html                the reference tables
     models/<slug>/layers/<layer>/index.html   layer page (grid of its units)
     models/<slug>/layers/<layer>/<n>.html     unit page
+    models/<slug>/layers/<layer>/direction-<n>.html   a random direction's page
+    models/<slug>/photos/<digest>.html        a photo and every layer's caricature of it
 """
 
 from __future__ import annotations
@@ -41,8 +43,15 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     if (Path(cache_root) / "examples").is_dir():   # the reader imports torch: only when needed
         from ..examples import scan_examples
         examples = scan_examples(cache_root)
+    photos, pairs = {}, {}
+    if (Path(cache_root) / "photos").is_dir():   # these readers import torch too
+        from ..caricatures import scan_photos
+        photos = scan_photos(cache_root)
+    if (Path(cache_root) / "circuits").is_dir():
+        from ..circuits import scan as scan_circuits
+        pairs = scan_circuits(cache_root)
     models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
-                          examples, Path(cache_root) / "examples")
+                          examples, Path(cache_root) / "examples", photos, pairs)
     env = template_env()
     written: set[Path] = set()
 
@@ -64,8 +73,10 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
             if not layer.rendered:
                 continue
             page("layer.html", layer.path, model=model, layer=layer)
-            for unit in layer.units:
+            for unit in layer.units + layer.directions:
                 page("unit.html", unit.path, model=model, layer=layer, unit=unit)
+        for photo in model.photos:
+            page("photo.html", photo.path, model=model, photo=photo)
 
     images = publish_images(models, out)
     for name in STATIC_FILES:

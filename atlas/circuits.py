@@ -1,0 +1,302 @@
+"""Connections between units: expanded weights between rendered layers, computed once.
+
+For a pair of layers (source before target), the expanded weight from source
+channel a to target channel b is the gradient of b's activation at the centre
+of its map with respect to a's map, taken through a linearized copy of the
+network: every activation function becomes the identity, max-pooling becomes
+average pooling, and batch norm (affine in eval mode) is kept, which is the
+same as folding it into the convolutions (Olah et al., "Visualizing Weights",
+Distill 2020). The copy is linear, so the gradient does not depend on the input:
+it is exact across residual, bottleneck and depthwise blocks, and for two
+directly connected convolutions it is the kernel itself. Units are ranked by
+the L2 norm of that spatial pattern; its sum says whether a excites or inhibits b.
+
+One pass serves every target channel of a pair: the network runs once up to the
+source layer, whose output is then broadcast to one row per target channel plus
+a free perturbation of each row; one backward pass gives every row its channel's
+weights. Results are cached per (model weights, layer pair) under
+`<cache>/circuits/<key>.npz`: they depend on the weights alone, so rendering
+settings never invalidate them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import cache
+from .models import OUTPUT, Model
+
+CIRCUITS_VERSION = 1
+FOLDER = "circuits"
+MAX_WINDOW = 7      # side of the stored spatial pattern, in source-map pixels
+MIN_MAP = 9         # the pair is probed at the smallest input whose maps are at least this wide
+PROBE_SIDES = (16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320)
+# Activation functions the linearized copy replaces by the identity. Multiplicative
+# gates (squeeze-and-excitation) are not linear in any simple way and stay as they are.
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Hardswish, nn.Mish, nn.PReLU)
+
+
+# The same activations called as functions (torch.relu(x) in a forward), made the identity
+# while the linearized copy runs.
+FUNCTIONS = ((torch, ("relu",)), (F, ("relu", "relu6", "gelu", "silu", "hardswish", "leaky_relu", "elu", "mish")),
+             (torch.Tensor, ("relu",)))
+
+
+@contextlib.contextmanager
+def linear_functions():
+    """Within the block, functional activations return their input unchanged."""
+    saved = [(owner, name, getattr(owner, name)) for owner, names in FUNCTIONS for name in names]
+    try:
+        for owner, name, _ in saved:
+            setattr(owner, name, lambda x, *args, **kwargs: x)
+        yield
+    finally:
+        for owner, name, function in saved:
+            setattr(owner, name, function)
+
+
+@dataclass
+class Pair:
+    """The expanded weights of one (source, target) pair, as cached."""
+    source: str
+    target: str
+    norm: np.ndarray        # [target channels, source channels]: L2 norm of each spatial pattern
+    total: np.ndarray       # [target channels, source channels]: its sum (> 0: excites)
+    heat: np.ndarray        # [target, source, h, w] the pattern around the centre (h = w = 0 for flat targets)
+    skipped: str = ""       # why no weights were computed for this pair (then the arrays are empty)
+    seconds: float = 0.0
+    size: int = 0           # input side the pair was probed at
+
+
+def linearized(module: nn.Module) -> nn.Module:
+    """A copy of `module` that is linear in its input (see the module docstring)."""
+    linear = copy.deepcopy(module)
+    for parent in list(linear.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, ACTIVATIONS):
+                setattr(parent, name, nn.Identity())
+            elif isinstance(child, nn.MaxPool2d):
+                setattr(parent, name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
+                                                   ceil_mode=child.ceil_mode, count_include_pad=False))
+            elif isinstance(child, nn.AdaptiveMaxPool2d):
+                setattr(parent, name, nn.AdaptiveAvgPool2d(child.output_size))
+    linear.eval()
+    linear.requires_grad_(False)
+    return linear
+
+
+def skip_reason(model: Model, source: str, target: str) -> str:
+    """Why expanded weights do not apply to a pair ("" when they do)."""
+    from .spec import family_of
+
+    if family_of(model.module).blocks:
+        return "connections are computed for convnets only: attention and layer norm are not linear"
+    src, dst = model.layer(source), model.layer(target)
+    if src.layout.kind != "nchw":
+        return f"{source} is a {src.layout} layer; connections need conv maps"
+    if dst.layout.kind not in ("nchw", "flat"):
+        return f"{target} is a {dst.layout} layer; connections need conv maps"
+    if src.position >= dst.position:
+        return f"{source} does not come before {target}"
+    return ""
+
+
+def pair_key(model: Model, source: str, target: str) -> str:
+    return joblib.hash({"model": model.name, "weights": model.fingerprint, "source": source, "target": target,
+                        "version": CIRCUITS_VERSION, "max_window": MAX_WINDOW, "min_map": MIN_MAP})
+
+
+def load_pair(root: Path, key: str) -> Pair | None:
+    path = Path(root) / FOLDER / f"{key}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            return Pair(meta["source"], meta["target"], data["norm"], data["total"], data["heat"],
+                        meta.get("skipped", ""), float(meta.get("seconds", 0)), int(meta.get("size", 0)))
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def store_pair(root: Path, key: str, model: str, fingerprint: str, pair: Pair) -> None:
+    meta = {"model": model, "fingerprint": fingerprint, "source": pair.source, "target": pair.target,
+            "skipped": pair.skipped, "seconds": pair.seconds, "size": pair.size, "version": CIRCUITS_VERSION}
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), norm=pair.norm.astype(np.float32),
+             total=pair.total.astype(np.float32), heat=pair.heat.astype(np.float16))
+    cache.atomic_write(Path(root) / FOLDER / f"{key}.npz", buffer.getvalue())
+
+
+def scan(root: Path) -> dict[tuple[str, str, str, str], Pair]:
+    """Every cached pair: (model, fingerprint, source, target) -> Pair."""
+    found = {}
+    for path in sorted((Path(root) / FOLDER).glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+        except (OSError, KeyError, ValueError):
+            continue
+        pair = load_pair(root, path.stem)
+        if pair is not None:
+            found[(meta["model"], meta["fingerprint"], pair.source, pair.target)] = pair
+    return found
+
+
+def rendered_pairs(model: Model, units) -> list[tuple[str, str]]:
+    """Consecutive rendered layers (by forward order) with channel units, and the deepest
+    rendered conv layer to the class logits when class units are rendered."""
+    layers = sorted({u.layer for u in units if not u.kind.is_class and u.kind.page == "unit"},
+                    key=lambda name: model.layer(name).position)
+    pairs = list(zip(layers, layers[1:]))
+    convs = [name for name in layers if model.layer(name).kind == "conv"]
+    if convs and any(u.kind.is_class for u in units):
+        pairs.append((convs[-1], model.output_layer))
+    return pairs
+
+
+def connect(model: Model, pairs: list[tuple[str, str]], root: Path, device: torch.device,
+            chunk: int | None = None) -> tuple[int, float]:
+    """Compute and cache every pair not cached yet; return (pairs computed, seconds)."""
+    todo = [(s, t, pair_key(model, s, t)) for s, t in pairs]
+    todo = [(s, t, k) for s, t, k in todo if load_pair(root, k) is None]
+    if not todo:
+        return 0, 0.0
+    start = time.perf_counter()
+    net = linearized(model.module).to(device).float()
+    for source, target, key in todo:
+        reason = skip_reason(model, source, target)
+        pair = (_empty(source, target, reason) if reason else
+                expanded_weights(model, net, source, target, device, chunk or (256 if device.type == "cuda" else 64)))
+        store_pair(root, key, model.name, model.fingerprint, pair)
+    return len(todo), time.perf_counter() - start
+
+
+def _empty(source: str, target: str, reason: str) -> Pair:
+    none = np.zeros((0, 0), np.float32)
+    return Pair(source, target, none, none, np.zeros((0, 0, 0, 0), np.float16), skipped=reason)
+
+
+class _Reached(Exception):
+    pass
+
+
+def expanded_weights(model: Model, net: nn.Module, source: str, target: str, device: torch.device,
+                     chunk: int = 64) -> Pair:
+    """The expanded weights from every channel of `source` to every channel of `target`
+    through `net` (a `linearized` copy of the model's module)."""
+    start = time.perf_counter()
+    size = _probe_size(model, net, source, target, device)
+    x = model_input(model, size, device)
+    modules = dict(net.named_modules())
+    channels = model.layer(target).channels
+    norms, totals, heats, box = [], [], [], None
+    for first in range(0, channels, chunk):
+        rows = min(chunk, channels - first)
+        grad = _gradients(net, modules, x, source, target, first, rows)
+        if box is None:
+            box = _window(grad) if model.layer(target).layout.kind != "flat" else None
+        flat = grad.flatten(2)
+        norms.append(flat.norm(dim=2).cpu())
+        totals.append(flat.sum(dim=2).cpu())
+        if box is not None:
+            top, left, side = box
+            heats.append(grad[:, :, top:top + side, left:left + side].to(torch.float16).cpu())
+    norm, total = torch.cat(norms).numpy(), torch.cat(totals).numpy()
+    heat = torch.cat(heats).numpy() if heats else np.zeros((*norm.shape, 0, 0), np.float16)
+    return Pair(source, target, norm, total, heat, seconds=time.perf_counter() - start, size=size)
+
+
+def _gradients(net, modules, x, source, target, first, rows) -> torch.Tensor:
+    """[rows, source channels, H, W]: the gradient of target channels first..first+rows-1
+    (at the centre of their map) with respect to the source map."""
+    delta: list[torch.Tensor] = []
+    found: dict[str, torch.Tensor] = {}
+
+    def widen(_module, _inputs, output):
+        # Everything before the source ran once; from here on, one row per target channel.
+        free = torch.zeros((rows, *output.shape[1:]), device=output.device, requires_grad=True)
+        delta.append(free)
+        return output.expand(rows, *output.shape[1:]) + free
+
+    def capture(_module, _inputs, output):
+        found["out"] = output
+        raise _Reached
+
+    handles = [modules[source].register_forward_hook(widen)]
+    if target != OUTPUT:
+        handles.append(modules[target].register_forward_hook(capture))
+    try:
+        with torch.enable_grad(), linear_functions():
+            result = net(x)
+            found["out"] = result if isinstance(result, torch.Tensor) else result.logits
+    except _Reached:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = found["out"]
+    picked = torch.arange(first, first + rows, device=out.device)
+    line = torch.arange(rows, device=out.device)
+    score = out[line, picked] if out.dim() == 2 else out[line, picked, out.shape[2] // 2, out.shape[3] // 2]
+    score.sum().backward()
+    return delta[0].grad.float()
+
+
+def _window(grad: torch.Tensor) -> tuple[int, int, int]:
+    """(top, left, side) of the square around the patterns' support, at most MAX_WINDOW wide."""
+    energy = grad.pow(2).sum((0, 1))
+    support = (energy > energy.max() * 1e-10).nonzero()
+    if len(support) == 0:
+        return 0, 0, 1
+    (y0, x0), (y1, x1) = support.min(0).values.tolist(), support.max(0).values.tolist()
+    side = min(MAX_WINDOW, max(y1 - y0, x1 - x0) + 1, energy.shape[0], energy.shape[1])
+    weights = energy / energy.sum()
+    ys, xs = torch.meshgrid(torch.arange(energy.shape[0], device=grad.device),
+                            torch.arange(energy.shape[1], device=grad.device), indexing="ij")
+    cy, cx = float((weights * ys).sum()), float((weights * xs).sum())
+    top = int(min(max(round(cy - (side - 1) / 2), 0), energy.shape[0] - side))
+    left = int(min(max(round(cx - (side - 1) / 2), 0), energy.shape[1] - side))
+    return top, left, side
+
+
+def model_input(model: Model, size: int, device: torch.device) -> torch.Tensor:
+    """A blank input: the copy is linear, so the gradient is the same for every input."""
+    return torch.zeros(1, 3, size, size, device=device)
+
+
+def _probe_size(model: Model, net: nn.Module, source: str, target: str, device: torch.device) -> int:
+    """The smallest input side (the model's rule allowing) whose source and target maps
+    are at least MIN_MAP wide, so the centre's pattern is not cut by the border."""
+    modules = dict(net.named_modules())
+    watched = [name for name in (source, target) if name != OUTPUT and model.layer(name).layout.kind != "flat"]
+    sides: dict[str, int] = {}
+    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: sides.__setitem__(n, o.shape[-1]))
+             for n in watched]
+    try:
+        chosen = model.spec.rule.model_size(PROBE_SIDES[-1])
+        for side in PROBE_SIDES:
+            side = model.spec.rule.model_size(side)
+            sides.clear()
+            try:
+                with torch.no_grad(), linear_functions():
+                    net(model_input(model, side, device))
+            except (RuntimeError, ValueError, AssertionError):
+                continue
+            if all(sides.get(n, 0) >= MIN_MAP for n in watched):
+                chosen = side
+                break
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return chosen
