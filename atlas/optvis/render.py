@@ -9,6 +9,7 @@ from a generator seeded by the unit itself.
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from dataclasses import dataclass
@@ -137,8 +138,10 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         layers |= spread.layers
 
     optimizer = torch.optim.Adam([params], lr=settings.lr)
+    rates = learning_rates(settings)
     curve = torch.zeros(settings.steps, len(items), device=device)
     for step in range(settings.steps):
+        optimizer.param_groups[0]["lr"] = rates[step]
         optimizer.zero_grad(set_to_none=True)
         # Views are resampled to a side the model's input rule allows (ViT: exactly 224).
         x = normalize(model, transforms.apply(recipe, image_param.to_image(params), view_params[:, step]))
@@ -172,6 +175,14 @@ def top_labels(probs: torch.Tensor, k: int = TOP_LABELS) -> tuple[tuple[int, flo
     """The k most probable classes of a probability vector, as (class, probability)."""
     values, indices = probs.topk(min(k, probs.shape[-1]))
     return tuple((int(i), round(float(v), 5)) for v, i in zip(values, indices))
+
+
+def learning_rates(settings: Settings) -> list[float]:
+    """The step size of every step: constant, or a cosine from lr down to lr / 10."""
+    if settings.recipe_spec.lr_schedule == "constant":
+        return [settings.lr] * settings.steps
+    last = max(1, settings.steps - 1)
+    return [settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / last))) for step in range(settings.steps)]
 
 
 def _results(units, copies, images, curve, final, probability, probs, seconds) -> list[Rendered]:
