@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -50,6 +49,12 @@ def main():
     """Render a browsable atlas of feature visualizations for an ImageNet classifier."""
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
+
+
+def _site_budget_option(f):
+    return click.option("--site-budget", default="1GB", show_default=True,
+                        callback=lambda ctx, param, value: _budget(value),
+                        help="Warn when the written site is larger (GitHub Pages allows 1 GB).")(f)
 
 
 def _weights_option(f):
@@ -122,6 +127,7 @@ def layers(model, weights):
               help="How many photos of that folder get caricatures.")
 @click.option("--caricature-steps", type=click.IntRange(min=1), help="Optimization steps of a caricature "
               "(default: --steps).")
+@_site_budget_option
 @click.option("--background-store/--inline-store", default=True, hidden=True,
               help="Store results on a background thread (the default) or between batches.")
 def build(model, unit_specs, negative, diversity, objective, class_objective, precision, **options):
@@ -158,14 +164,15 @@ class ClickReporter:
 @main.command("render")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
-@click.option("--site-budget", default="1GB", show_default=True, callback=lambda ctx, param, value: _budget(value),
-              help="Warn when the written site is larger (GitHub Pages allows 1 GB).")
+@_site_budget_option
 def render_site(cache_dir, out, site_budget):
     """Rebuild the website from the cache alone (no model needed)."""
+    from .pipeline import check_writable, publish
+
     if not (cache_dir / "models").is_dir():
         raise AtlasError(f"no atlas cache at {cache_dir}: run `atlas build MODEL` first")
-    _check_writable(out, "output dir")
-    click.echo(f"site: {_write_site(cache_dir, out, site_budget)}")
+    check_writable(out, "output dir")
+    click.echo(f"site: {publish(cache_dir, out, site_budget, ClickReporter())}")
 
 
 @main.command()
@@ -178,23 +185,6 @@ def serve(out, port):
     serve_site(out, port=port)
 
 
-def _write_site(cache_dir: Path, out: Path, budget: int | None = None) -> Path:
-    """Write the site, then print what it weighs by kind of file and warn, with the
-    fix, when it is over `budget` bytes (default: GitHub Pages' 1 GB)."""
-    from .site import DEFAULT_BUDGET, measure, write_site
-
-    try:
-        index = write_site(cache_dir, out)
-        size = measure(out)
-    except OSError as err:
-        raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
-    click.echo(f"site size: {size.summary()}")
-    problem = size.over(budget or DEFAULT_BUDGET)
-    if problem:
-        click.echo(f"warning: {problem}", err=True)
-    return index
-
-
 def _budget(value: str) -> int:
     """--site-budget: a size like 1GB or 500MB, in bytes."""
     from .site.size import parse_budget
@@ -203,18 +193,6 @@ def _budget(value: str) -> int:
         return parse_budget(value)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
-
-
-def _check_writable(path: Path, what: str) -> None:
-    """Fail before any rendering, not after hours of it."""
-    if path.exists() and not path.is_dir():
-        raise AtlasError(f"{what} {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise AtlasError(f"{what} {path} is not writable: {err.strerror or err}") from None
 
 
 @main.command()

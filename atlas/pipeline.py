@@ -25,6 +25,7 @@ from .models import Model, load_model, to_device
 from .presets import preset as preset_named
 from .selection import Selection, select_units
 from .settings import Settings
+from .text import format_duration
 
 Advance = Callable[[int], None]
 
@@ -82,6 +83,7 @@ class BuildRequest:
     shard: str | None = None
     dry_run: bool = False
     write_site: bool = True
+    site_budget: int | None = None  # bytes; warn when the site is larger (default 1 GB)
     examples_dir: Path | None = None
     examples_k: int = 9
     # circuits: expanded weights between rendered layers (cached per layer pair)
@@ -188,7 +190,7 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
     if rank == 0 and (request.caricatures_dir or request.examples_dir) is not None:
         render_caricatures(model, selected, request, settings, target, reporter)
     if rank == 0 and request.write_site and n == 1:
-        result.site = publish(request.cache_dir, request.out)
+        result.site = publish(request.cache_dir, request.out, request.site_budget, reporter)
         say(f"site: {result.site}")
     elif rank == 0 and n > 1:
         say(f"shard {k}/{n} done; when every shard is, run: atlas render --cache-dir {request.cache_dir}")
@@ -248,14 +250,23 @@ def render_caricatures(model: Model, units: list, request: BuildRequest, setting
                  f", failed {len(summary.failed)} in {format_duration(summary.seconds)}")
 
 
-def publish(cache_dir: Path, out: Path) -> Path:
-    """Write the site from the cache alone; a disk problem is a one-line error."""
-    from .site import write_site
+def publish(cache_dir: Path, out: Path, budget: int | None = None, reporter: Reporter | None = None) -> Path:
+    """Write the site from the cache alone, then say what it weighs by kind of file
+    and warn, with the fix, when it is over `budget` bytes (default: GitHub Pages'
+    1 GB). A disk problem is a one-line error."""
+    from .site import DEFAULT_BUDGET, measure, write_site
 
+    reporter = reporter or PrintReporter()
     try:
-        return write_site(cache_dir, out)
+        index = write_site(cache_dir, out)
+        size = measure(out)
     except OSError as err:
         raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
+    reporter.say(f"site size: {size.summary()}")
+    problem = size.over(budget or DEFAULT_BUDGET)
+    if problem:
+        reporter.say(f"warning: {problem}", err=True)
+    return index
 
 
 def check_writable(path: Path, what: str) -> None:
@@ -270,11 +281,3 @@ def check_writable(path: Path, what: str) -> None:
             pass
     except OSError as err:
         raise AtlasError(f"{what} {path} is not writable: {err.strerror or err}") from None
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
