@@ -87,7 +87,8 @@ def layers(model, weights):
 @click.argument("model")
 @click.option("--preset", default="full", show_default=True, type=click.Choice(["full", "results", "quick"]),
               help="Starting point; every option below overrides it.")
-@click.option("--layers", help="Layers to sweep: names, comma lists, globs (default: every conv layer).")
+@click.option("--layers", help="Layers to sweep: names, comma lists, globs, none "
+              "(default: the model's default layers, marked by `atlas layers MODEL`).")
 @click.option("--channels", type=click.IntRange(min=0), help="Only the first N channels of each layer (0: none).")
 @click.option("--classes", help="Class indices/ranges like 1,3,10-20, or all, reference, none.")
 @click.option("--units", "unit_specs", multiple=True, help="Single units LAYER:INDEX (repeatable, comma lists).")

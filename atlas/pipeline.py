@@ -117,10 +117,14 @@ def selection_of(request: BuildRequest) -> Selection:
         directions=request.directions, directions_seed=request.seed or 0)
 
 
-def settings_of(request: BuildRequest, device) -> Settings:
-    """The request's render settings; precision 'auto' becomes what `device` computes natively."""
+def settings_of(request: BuildRequest, device, model: Model | None = None) -> Settings:
+    """The request's render settings; precision 'auto' becomes what `device` computes
+    natively. With `model`, a picture side it can never take is an error naming its input rule."""
     chosen = preset_named(request.preset)
-    given = {"size": _pick(request.size, chosen, "size"), "steps": _pick(request.steps, chosen, "steps"),
+    size = _pick(request.size, chosen, "size")
+    if model is not None and size is not None:
+        model.spec.check_picture(size, model.name)
+    given = {"size": size, "steps": _pick(request.steps, chosen, "steps"),
              "lr": request.lr, "param": request.param, "seed": request.seed, "recipe": request.recipe}
     return Settings(**{key: value for key, value in given.items() if value is not None},
                     precision=devices.resolve_precision(request.precision, device))
@@ -155,7 +159,7 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
     target = devices.resolve_device(request.device)
     rank, world = distributed.start()
     model = to_device(load_model(request.model, request.weights), target)
-    settings = settings_of(request, target)
+    settings = settings_of(request, target, model)
     selected = select_units(model, selection_of(request))
     units = plans.shard(plans.shard(selected, k, n), rank + 1, world)
     plan = plans.make_plan(model, units, settings, request.cache_dir)

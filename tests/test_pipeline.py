@@ -209,3 +209,15 @@ def test_run_build_is_the_whole_build_without_the_cli(tmp_path):
     assert any(line.startswith("+") for line in said) and any("rendered 3" in line for line in said)
     again = run_build(request, Recorder())
     assert again.summary.rendered == 0 and again.summary.cached == 3
+
+
+def test_a_size_the_model_never_takes_is_one_line_naming_its_rule(tmp_path):
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+
+    result = CliRunner().invoke(main, ["build", "tests.tinytransformers:tiny_vit", "--weights", "random",
+                                       "--size", "8", "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "s")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code != 0 and len(lines) == 1
+    assert "--size 8" in lines[0] and "exactly 32 px" in lines[0]
