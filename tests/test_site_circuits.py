@@ -89,3 +89,11 @@ def test_a_layer_without_connections_pages_say_nothing_false(built):
     _, model = built
     text = (model / "layers/features.19/54.html").read_text(encoding="utf-8")
     assert 'id="inputs"' not in text and 'id="outputs"' not in text
+
+
+def test_partly_rendered_layers_also_name_the_strongest_channels_of_all(built):
+    _, model = built
+    text = (model / "layers/features.12/3.html").read_text(encoding="utf-8")
+    line = text.split('class="muted small overall"')[1].split("</p>")[0]
+    assert "Strongest of all 64 channels" in line
+    assert line.index(f"[{STRONG_INPUT}]") < line.index(f"[{INHIBITING_INPUT}]")

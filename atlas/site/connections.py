@@ -71,6 +71,23 @@ class Links:
         return [Connection(index=i, unit=pages.get(i), norm=float(norms[i]), total=float(totals[i]),
                            rank=rank[i], heat=self._heat(index, i)) for i in chosen]
 
+    def overall(self, index: int, count: int = SHOWN) -> list[Connection]:
+        """The strongest connections among all the other layer's channels, rendered or not
+        (what a page adds when only some of them were rendered)."""
+        import numpy as np
+
+        norms = self.norm[index] if self.incoming else self.norm[:, index]
+        totals = self.total[index] if self.incoming else self.total[:, index]
+        pages = {u.index: u for u in self.other.units if u.main.ok}
+        order = [int(i) for i in np.argsort(-norms, kind="stable")[:count]]
+        return [Connection(index=i, unit=pages.get(i), norm=float(norms[i]), total=float(totals[i]), rank=r + 1)
+                for r, i in enumerate(order)]
+
+    @property
+    def partial(self) -> bool:
+        """Whether only some channels of the other layer have pages."""
+        return len([u for u in self.other.units if u.main.ok]) < (self.norm.shape[1 if self.incoming else 0])
+
     def _heat(self, index: int, other: int) -> list[list[float]] | None:
         if self.heat.ndim != 4 or self.heat.shape[2] == 0:
             return None
