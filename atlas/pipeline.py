@@ -187,6 +187,12 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
         say(f"  failed: {label}", err=True)
 
     distributed.wait_for_all()
+    if rank == 0 and plan.cached:
+        from . import labels
+        older = labels.missing(request.cache_dir, [plan.keys[u] for u in plan.cached])
+        if older:
+            labels.backfill(model, older, request.cache_dir, target, settings.precision)
+            say(f"labels for {len(older)} cached units stored before labels were")
     if rank == 0 and request.examples_dir is not None:
         find_examples(model, sorted({u.layer for u in selected}), request, target, reporter)
     if rank == 0 and request.connections:

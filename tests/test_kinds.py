@@ -114,3 +114,26 @@ def test_cli_lists_objectives_from_the_registry_and_renders_directions(tmp_path)
     assert pages == ["direction-0.html", "direction-1.html"]
     bad = runner.invoke(main, ["build", "tests.tinynet:tiny_vgg", "--objective", "sparkle"])
     assert bad.exit_code != 0 and "sparkle" in bad.output
+
+
+def test_cached_entries_without_labels_get_them_from_their_stored_images(tmp_path):
+    import json
+
+    from atlas.pipeline import BuildRequest, run_build
+
+    request = BuildRequest("tests.tinynet:tiny_vgg", weights="random", layers="features.5", channels=2,
+                           classes="none", size=32, steps=3, cache_dir=tmp_path / "c", write_site=False,
+                           connections=False, precision="fp32")
+    run_build(request)
+    metas = sorted((tmp_path / "c" / "entries").glob("*/*.json"))
+    fresh = [json.loads(p.read_text())["labels"] for p in metas]
+    for path in metas:   # as an older version wrote them
+        meta = json.loads(path.read_text())
+        del meta["labels"]
+        path.write_text(json.dumps(meta))
+    result = run_build(request)
+    assert result.summary.rendered == 0
+    back = [json.loads(p.read_text())["labels"] for p in metas]
+    # From the 8-bit image rather than the float one: the same top class, five of them.
+    assert [labels[0][0] for labels in back] == [labels[0][0] for labels in fresh]
+    assert all(len(labels) == 5 for labels in back)

@@ -41,10 +41,10 @@ class Connection:
             return None
         peak = max((abs(v) for row in self.heat for v in row), default=0.0) or 1.0
         cells = [{"x": x * HEAT_PX, "y": y * HEAT_PX, "fill": "#c0392b" if v >= 0 else "#2e6fba",
-                  "opacity": f"{min(1.0, abs(v) / peak):.2f}", "value": f"{v:.3g}"}
+                  "opacity": f"{min(1.0, abs(v) / peak):.2f}"}
                  for y, row in enumerate(self.heat) for x, v in enumerate(row)]
         return {"cells": cells, "px": HEAT_PX, "width": len(self.heat[0]) * HEAT_PX,
-                "height": len(self.heat) * HEAT_PX}
+                "height": len(self.heat) * HEAT_PX, "peak": f"{peak:.3g}"}
 
 
 @dataclass
