@@ -30,6 +30,8 @@ def test_vit_site_has_its_blocks_as_layers(tmp_path):
         assert units == ["0", "1"], (layer, units)
         unit_page = (model_dir / "layers" / layer / "0.html").read_text()
         assert layer in unit_page and re.search(r'src="[^"]+\.webp"', unit_page)
+        # Expanded weights need a linear path between conv maps: token layers say why they have none.
+        assert "No connections: connections are computed for convnets only" in unit_page
     # The patch embedding is a layer of the model but no default: nothing rendered there.
     assert not (model_dir / "layers" / "conv_proj").exists()
     assert (model_dir / "layers" / "heads.head" / "1.html").exists()
