@@ -59,7 +59,8 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     summary = Summary(cached=len(plan.cached))
     where = devices.describe(device)
     todo = set(plan.todo)
-    size = batch_size or batch_size_for(model, plan.todo, settings, device)
+    # Sized from the whole plan, not what is left of it, so a resumed build cuts the same batches.
+    size = batch_size or (batch_size_for(model, list(plan.keys), settings, device) if plan.todo else 1)
     # Concatenated, the chosen batches cut back into exactly themselves: only a
     # group's last batch can be short, and it stays last.
     work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, field, fields
+import tempfile
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
 
@@ -122,8 +123,8 @@ def settings_of(request: BuildRequest, device, model: Model | None = None) -> Se
     natively. With `model`, a picture side it can never take is an error naming its input rule."""
     chosen = preset_named(request.preset)
     size = _pick(request.size, chosen, "size")
-    if model is not None and size is not None:
-        model.spec.check_picture(size, model.name)
+    if model is not None and size is not None and model.spec.rule.kind != "free":
+        model.spec.check_picture(size, model.name)  # else Settings' own range check speaks
     given = {"size": size, "steps": _pick(request.steps, chosen, "steps"),
              "lr": request.lr, "param": request.param, "seed": request.seed, "recipe": request.recipe}
     return Settings(**{key: value for key, value in given.items() if value is not None},
@@ -218,7 +219,7 @@ def _normalized(request: BuildRequest) -> BuildRequest:
     units = tuple(s.strip() for spec in request.units for s in str(spec).replace(" ", ",").split(",") if s.strip())
     if units != request.units:
         changes["units"] = units
-    return request if not changes else type(request)(**{**request.__dict__, **changes})
+    return replace(request, **changes) if changes else request
 
 
 def find_examples(model: Model, layers: list[str], request: BuildRequest, device, reporter: Reporter) -> None:
@@ -281,8 +282,6 @@ def publish(cache_dir: Path, out: Path, budget: int | None = None, reporter: Rep
 
 def check_writable(path: Path, what: str) -> None:
     """Fail before any rendering, not after hours of it."""
-    import tempfile
-
     if path.exists() and not path.is_dir():
         raise AtlasError(f"{what} {path} is a file, not a folder")
     try:
