@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
 
@@ -102,8 +102,7 @@ class BuildResult:
     plan: plans.Plan
     summary: builds.Summary | None = None  # None for a dry run
     estimate_seconds: float | None = None  # dry runs only
-    site: Path | None = None
-    units: list = field(default_factory=list)
+    site: Path | None = None  # the written index.html
 
 
 def selection_of(request: BuildRequest) -> Selection:
@@ -164,7 +163,7 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
     selected = select_units(model, selection_of(request))
     units = plans.shard(plans.shard(selected, k, n), rank + 1, world)
     plan = plans.make_plan(model, units, settings, request.cache_dir)
-    result = BuildResult(model, settings, plan, units=units)
+    result = BuildResult(model, settings, plan)
     who = f"[rank {rank}/{world}] " if world > 1 else ""
     where = devices.describe(target)
     say(f"{who}{model.name} ({model.weights}) on {where}, {settings.precision}: {len(units)} units, "

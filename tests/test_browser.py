@@ -50,16 +50,20 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser")
-    make_cache(root / "cache")
+def _served(root, fill_cache):
+    """Fill a cache under `root`, write its site and serve it: yields (site folder, URL)."""
+    fill_cache(root / "cache")
     write_site(root / "cache", root / "site")
     server = make_server(root / "site", port=0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield root / "site", f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    yield from _served(tmp_path_factory.mktemp("browser"), make_cache)
 
 
 class Watched:
@@ -272,14 +276,7 @@ def test_site_works_from_file_urls(browser, site):
 @pytest.fixture(scope="module")
 def full_site(tmp_path_factory):
     """A site from a synthetic cache the size of a full VGG16 atlas (5,224 units)."""
-    root = tmp_path_factory.mktemp("full")
-    make_full_vgg16(root / "cache")
-    write_site(root / "cache", root / "site")
-    server = make_server(root / "site", port=0, quiet=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root / "site", f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+    yield from _served(tmp_path_factory.mktemp("full"), make_full_vgg16)
 
 
 def first_view_bytes(browser, url: str) -> dict:
