@@ -13,7 +13,7 @@ import click
 
 from . import kinds
 from .errors import AtlasError
-from .settings import RECIPE_HELP, RECIPES
+from .settings import PARAMS, RECIPE_HELP, RECIPES
 
 # The objectives a user picks by name: the registry's kinds that need no parameters.
 UNIT_KINDS = tuple(n for n, k in kinds.KINDS.items() if not k.is_class and not k.params)
@@ -100,10 +100,11 @@ def layers(model, weights):
               help="Also render N random directions (seeded mixes of channels) of each selected layer.")
 @click.option("--size", type=int, help="Image side in pixels.")
 @click.option("--steps", type=int, help="Optimization steps per image.")
-@click.option("--lr", type=float, help="Adam learning rate.")
-@click.option("--param", type=click.Choice(["fourier", "pixel"]), help="Image parameterization.")
+@click.option("--lr", type=float, help="Adam learning rate (default: the recipe's).")
+@click.option("--param", type=click.Choice(list(PARAMS)), help="Image parameterization.")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)),
-              help="What the model sees each step: " + "; ".join(f"{k}: {v}" for k, v in RECIPE_HELP.items()) + ".")
+              help="What the model sees each step, and how far a step goes: "
+              + "; ".join(f"{k}: {v}" for k, v in RECIPE_HELP.items()) + ".")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numerics; auto: bf16 where native.")
 @click.option("--seed", type=int, help="Random seed (same seed, same image on the same device).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Units per batch (default: from free memory).")

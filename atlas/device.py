@@ -128,15 +128,19 @@ def _castable(module: nn.Module):
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and id(m) not in inside_attention]
 
 
+CPU_VIEWS_PER_BATCH = 16
+
+
 def default_batch_size(device: torch.device, settings: Settings) -> int:
-    """Images per batch without a measurement: on CPU a handful of views already
-    saturates the cores and more only costs memory; on CUDA a cautious 60 MB per
-    224 px view (VGG16 forward+backward in bf16) when no probe can be run."""
+    """Images per batch without a measurement: on CPU 16 views (measured on 2 cores,
+    EfficientNet-Lite0 at 128 px: 10-22 % faster per unit than 8 views, level with
+    32; BENCHMARKS.md); on CUDA a cautious 60 MB per 224 px view (VGG16
+    forward+backward in bf16) when no probe can be run."""
     views = settings.recipe_spec.views
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return batch_size_from_memory(free, 60e6 * (settings.size / 224) ** 2, views)
-    return max(1, 8 // views)
+    return max(1, CPU_VIEWS_PER_BATCH // views)
 
 
 def batch_size_from_memory(free_bytes: float, bytes_per_view: float, views_per_image: int,

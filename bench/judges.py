@@ -13,11 +13,16 @@ hit rates and the mean probability of the target class, plus seconds per unit
 measured in the same run; then the mean over seeds with the spread between
 seeds (max - min) beside every number. Per-class rows go to report.json.
 
-    python bench/judges.py --recipe views --recipe ghiasi --steps 128 --steps 512 --classes reference
+    python bench/judges.py --recipe lucid --recipe views --steps 128 --steps 512 --classes reference
     python bench/judges.py --candidates --steps 128 --classes hundred --seed 0 --seed 1
+    python bench/judges.py --candidate lr0.03 --classes spread --seed 0 --seed 1 --out OUT
+    python bench/judges.py --merge REF/report.json OUT/report.json     # one table over both class sets
 
-`--candidates` adds the recipes tried for issue 14 (CANDIDATES below) beside the
-named ones. `--save-images` writes every image and a contact sheet under --out.
+`--candidates` adds everything tried for issue 14 (CANDIDATES below: recipes,
+settings and class objectives) beside the named recipes; `--candidate NAME` one
+of them. `--merge` combines runs over disjoint class sets (a unit renders the
+same whatever else shares its run), so a long run can be made in pieces.
+`--save-images` writes every image and a contact sheet under --out.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +45,7 @@ from atlas.models import load_model, normalize, to_device
 from atlas.optvis.render import render
 from atlas.plan import parse_indices
 from atlas.reference import REFERENCE_CLASSES
-from atlas.settings import RECIPES, Settings
+from atlas.settings import DEFAULT_RECIPE, PARAMS, RECIPES, Recipe, Settings
 from atlas.units import Unit
 
 JUDGES_DIR = Path(os.environ.get("ATLAS_JUDGES_DIR", Path(__file__).resolve().parents[2] / "shared" / "judges"))
@@ -53,16 +58,42 @@ SPREAD_CLASSES = (5, 20, 35, 50, 65, 80, 95, 110, 125, 140, 155, 170, 185, 200, 
                   905, 920, 935, 950, 965, 980, 995, 998)
 
 _views = RECIPES["views"]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way of rendering class images: a recipe plus the settings and class
+    objective it is tried with (everything else as the command line says)."""
+    recipe: Recipe = _views
+    objective: str = "logit"
+    settings: tuple[tuple[str, object], ...] = ()  # Settings fields changed, e.g. (("param", "phase"),)
+
+
 # What issue 14 tried (same pixels seen per step as `views` unless noted).
+_schedule = dict(min_crop=1.0, min_crop_end=0.3)
 CANDIDATES = {
-    "views4": replace(_views, views=4, view_scale=0.53),  # more, smaller views: 4 x 0.53^2 = 2 x 0.75^2
-    "schedule": replace(_views, min_crop=1.0, min_crop_end=0.3),  # whole frame early, down to 0.3 late
-    "color": replace(_views, color_shift=0.1),  # colour-shift ensembling
-    "cosine": replace(_views, lr_schedule="cosine"),
-    "views4-schedule": replace(_views, views=4, view_scale=0.53, min_crop=1.0, min_crop_end=0.3),
-    "schedule-color": replace(_views, min_crop=1.0, min_crop_end=0.3, color_shift=0.1),
-    "schedule-color-cosine": replace(_views, min_crop=1.0, min_crop_end=0.3, color_shift=0.1,
-                                     lr_schedule="cosine"),
+    "views4": Candidate(replace(_views, views=4, view_scale=0.53)),  # more, smaller views: 4 x 0.53^2 = 2 x 0.75^2
+    "schedule": Candidate(replace(_views, **_schedule)),  # whole frame early, down to 0.3 late
+    "color": Candidate(replace(_views, color_shift=0.1)),  # colour-shift ensembling
+    "cosine": Candidate(replace(_views, lr_schedule="cosine")),
+    "views4-schedule": Candidate(replace(_views, views=4, view_scale=0.53, **_schedule)),
+    "schedule-color": Candidate(replace(_views, color_shift=0.1, **_schedule)),
+    "schedule-color-cosine": Candidate(replace(_views, color_shift=0.1, lr_schedule="cosine", **_schedule)),
+    # Objectives that push the other classes down, against the plain logit.
+    "logsoftmax": Candidate(objective="logsoftmax"),
+    "prob": Candidate(objective="prob"),
+    # Magnitude-constrained Fourier (MACO): only the phases move.
+    "phase": Candidate(settings=(("param", "phase"),)),
+    "phase-lr0.2": Candidate(settings=(("param", "phase"), ("lr", 0.2))),
+    # Less speckle: a steeper spectrum, or a charge for pixel-to-pixel variation.
+    "decay1.5": Candidate(settings=(("decay_power", 1.5),)),
+    "tv": Candidate(replace(_views, smoothness=50.0)),
+    "decay0.75": Candidate(settings=(("decay_power", 0.75),)),  # the other way: more fine detail
+    "decay0.5": Candidate(settings=(("decay_power", 0.5),)),
+    # The step size: faster (at 512 steps `views` scores higher than at 128) and
+    # slower. lr0.03 won and became the `steady` recipe.
+    "lr0.1": Candidate(settings=(("lr", 0.1),)),
+    "lr0.03": Candidate(settings=(("lr", 0.03),)),
 }
 
 
@@ -116,44 +147,57 @@ def class_list(spec: str) -> list[int]:
         return list(REFERENCE_CLASSES)
     if spec == "hundred":
         return list(REFERENCE_CLASSES) + list(SPREAD_CLASSES)
+    if spec == "spread":  # the hundred less the reference classes
+        return list(SPREAD_CLASSES)
     return parse_indices(spec, 1000, "class")
 
 
 def main(argv=None) -> list[dict]:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recipe", action="append", help="named recipes (default: views)")
-    parser.add_argument("--candidates", action="store_true", help="also every recipe in CANDIDATES")
+    parser.add_argument("--recipe", action="append", help=f"named recipes (default: {DEFAULT_RECIPE})")
+    parser.add_argument("--candidates", action="store_true", help="also every candidate in CANDIDATES")
+    parser.add_argument("--candidate", action="append", default=[], choices=list(CANDIDATES),
+                        help="one candidate from CANDIDATES (repeatable)")
     parser.add_argument("--steps", type=int, action="append")
     parser.add_argument("--seed", type=int, action="append")
-    parser.add_argument("--param", default="fourier", choices=["fourier", "pixel"])
+    parser.add_argument("--param", default="fourier", choices=list(PARAMS))
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--classes", default="reference", help="'reference', 'hundred' or indices like 1,3,10-20")
+    parser.add_argument("--classes", default="reference", help="'reference', 'hundred', 'spread' (the hundred's 66 others) or indices like 1,3,10-20")
     parser.add_argument("--judges", default="lite1,lite2,mobilenet")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--save-images", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/out/judges"))
+    parser.add_argument("--merge", type=Path, nargs="+",
+                        help="only combine these report.json files (class sets scored in pieces) and print the table")
     args = parser.parse_args(argv)
+    if args.merge:
+        report = merge_reports([json.loads(p.read_text()) for p in args.merge])
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=1))
+        print(summary_table(report))
+        return report
 
-    for name, recipe in CANDIDATES.items():
-        RECIPES.setdefault(name, recipe)
-    recipes = (args.recipe or ["views"]) + (list(CANDIDATES) if args.candidates else [])
+    for name, candidate in CANDIDATES.items():
+        RECIPES.setdefault(name, candidate.recipe)
+    tried = {name: Candidate(RECIPES[name]) for name in args.recipe or ([] if args.candidate else [DEFAULT_RECIPE])}
+    tried |= {name: CANDIDATES[name] for name in (list(CANDIDATES) if args.candidates else args.candidate)}
     device = devices.resolve_device("auto")
     subject = to_device(load_model("efficientnet_lite0"), device)
     judges = load_judges(args.judges.split(","), device)
     wanted = class_list(args.classes)
     classes = torch.tensor(wanted)
-    units = [Unit(subject.output_layer, c, "logit") for c in wanted]
     precision = devices.resolve_precision(args.precision, device)
-    print(f"subject {subject.name}, judges {args.judges}, {len(units)} classes, {args.size} px, {precision}, "
+    print(f"subject {subject.name}, judges {args.judges}, {len(wanted)} classes, {args.size} px, {precision}, "
           f"on {devices.describe(device)}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report, columns = [], []
     for steps in args.steps or [128]:
-        for recipe in recipes:
+        for recipe, candidate in tried.items():
+            units = [Unit(subject.output_layer, c, candidate.objective) for c in wanted]
             for seed in args.seed or [0]:
                 settings = Settings(size=args.size, steps=steps, param=args.param, recipe=recipe, seed=seed,
-                                    precision=precision)
+                                    precision=precision).replace(**dict(candidate.settings))
                 start = time.perf_counter()
                 results = [r for batch in render(subject, units, settings, device, args.batch_size) for r in batch]
                 if device.type == "cuda":
@@ -167,7 +211,8 @@ def main(argv=None) -> list[dict]:
                     for c, img in zip(wanted, images):
                         Image.fromarray(img).save(folder / f"{c:03d}.png")
                     columns.append((name, folder))
-                row = {"recipe": recipe, "steps": steps, "seed": seed, "precision": precision,
+                row = {"recipe": recipe, "objective": candidate.objective, "param": settings.param,
+                       "lr": settings.lr, "steps": steps, "seed": seed, "precision": precision,
                        "seconds_per_unit": seconds, "judges": score(judges, images, classes, device)}
                 report.append(row)
                 print(f"{name:32} {seconds:6.3f} s/unit  " + "  ".join(
@@ -181,6 +226,29 @@ def main(argv=None) -> list[dict]:
         labels = [f"{c} {REFERENCE_CLASSES.get(c, '')}".strip() for c in wanted]
         contact_sheet(columns, [f"{c:03d}.png" for c in wanted], labels, args.out / "contact-sheet.jpg")
     return report
+
+
+def merge_reports(reports: list[list[dict]]) -> list[dict]:
+    """Rows of the same recipe, steps and seed from runs over disjoint class sets, as
+    one row over their union: every metric is a mean over classes, so the merged one
+    is the class-weighted mean (a unit renders the same whatever else is in its run)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in (r for report in reports for r in report):
+        groups.setdefault((row["recipe"], row["steps"], row["seed"]), []).append(row)
+    merged = []
+    for rows in groups.values():
+        judges = list(rows[0]["judges"])
+        counts = [len(r["judges"][judges[0]]["per_class"]) for r in rows]
+        total = sum(counts)
+        mean = lambda values: sum(v * n for v, n in zip(values, counts)) / total  # noqa: E731
+        row = {k: v for k, v in rows[0].items() if k not in ("judges", "seconds_per_unit")}
+        row["classes"] = total
+        row["seconds_per_unit"] = mean([r["seconds_per_unit"] for r in rows])
+        row["judges"] = {j: {**{m: mean([r["judges"][j][m] for r in rows]) for m in ("top1", "top5", "p")},
+                             "per_class": {c: v for r in rows for c, v in r["judges"][j]["per_class"].items()}}
+                         for j in judges}
+        merged.append(row)
+    return merged
 
 
 def summary_table(report: list[dict]) -> str:

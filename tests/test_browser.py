@@ -185,7 +185,7 @@ def test_walk_the_network_through_connections(browser, site):
     assert page.locator("h1").inner_text().startswith("features.12[3]")
     assert page.locator("#labels li").count() == 5
 
-    page.goto(base + f"models/vgg16-a1b2c3/layers/features.0/index.html")
+    page.goto(base + "models/vgg16-a1b2c3/layers/features.0/index.html")
     page.locator(".caricatures a.tile").first.click()
     page.wait_for_url("**/photos/*.html")
     assert w.check_images() == 3     # the photo and two layers' caricatures

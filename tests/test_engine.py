@@ -12,7 +12,7 @@ from atlas.models import from_module, load_model
 from atlas.optvis import objectives, param, transforms
 from atlas.optvis.hooks import activations, redirected_relus
 from atlas.optvis.render import render, render_batch
-from atlas.settings import RECIPES, Recipe, Settings
+from atlas.settings import PARAMS, RECIPES, Recipe, Settings
 from atlas.units import Unit
 from tests.tinynet import TinyVGG
 
@@ -102,6 +102,7 @@ def test_same_settings_and_seed_give_the_same_image(tiny, cpu):
     Unit("features.5", 0, "deepdream"),
     Unit("classifier.3", 4, "logit"),
     Unit("classifier.3", 4, "prob"),
+    Unit("classifier.3", 4, "logsoftmax"),
     Unit("features.5", 1, "channel", negative=True),
     Unit("features.5", 1, "channel", diversity=3),
     Unit("classifier.3", 4, "logit", diversity=2),
@@ -113,7 +114,7 @@ def test_every_objective_kind_renders(tiny, cpu, unit):
     for image in result.images:
         assert image.shape == (32, 32, 3) and image.dtype == np.uint8
     assert np.isfinite(result.curve).all() and np.isfinite(result.final_objectives).all()
-    assert (result.class_probability is not None) == (unit.objective in ("logit", "prob"))
+    assert (result.class_probability is not None) == unit.kind.is_class
     if result.class_probability is not None:
         assert 0 <= result.class_probability <= 1
 
@@ -122,6 +123,15 @@ def test_diversity_makes_images_differ_more_than_noise(tiny, cpu):
     (result,) = render_batch(tiny, [Unit("features.5", 1, diversity=2)], FAST.replace(steps=20), cpu)
     a, b = (img.astype(float) for img in result.images)
     assert np.abs(a - b).mean() > 1.0
+
+
+def test_log_probability_is_the_logit_less_the_log_sum_exp(tiny):
+    acts = activations(tiny, torch.rand(2, 3, 32, 32), {"classifier.3"})
+    out = acts["classifier.3"].float()
+    index = torch.tensor([4, 7])
+    score = objectives.class_log_probability("classifier.3", index)(acts)
+    expected = out[torch.arange(2), index] - out.logsumexp(1)
+    assert torch.allclose(score, expected, atol=1e-5) and (score < 0).all()
 
 
 def test_objectives_compose(tiny):
@@ -134,7 +144,7 @@ def test_objectives_compose(tiny):
     assert torch.allclose(per_image, torch.stack([a(acts)[0], b(acts)[1]]))
 
 
-@pytest.mark.parametrize("kind", ["fourier", "pixel"])
+@pytest.mark.parametrize("kind", PARAMS)
 def test_parameterizations_give_valid_images(kind):
     p = param.make(kind, 40)
     raw = torch.stack([p.init(torch.Generator().manual_seed(i)) for i in range(3)]) * 100
@@ -142,6 +152,22 @@ def test_parameterizations_give_valid_images(kind):
     assert images.shape == (3, 3, 40, 40)
     assert images.min() >= 0 and images.max() <= 1
     assert not torch.equal(images[0], images[1])
+
+
+def test_phase_images_keep_their_spectrum_whatever_the_phases():
+    """MACO: the optimizer moves only phases, so every image, whatever its
+    parameters, has the same amplitude spectrum, a grey mean and a photograph's contrast."""
+    p = param.phase(64, 64)
+    raw = torch.stack([p.init(torch.Generator().manual_seed(i)) for i in range(2)])
+    raw[1] += 5 * torch.rand_like(raw[1])
+    before_sigmoid = torch.logit(p.to_image(raw).double(), eps=1e-12)
+    decorrelated = torch.einsum("bdhw,cd->bchw", before_sigmoid, param.COLOR_CORRELATION.double().inverse())
+    # Columns 0 and w/2 of a real image's half spectrum are their own mirror: there
+    # the real-image constraint, not the phase, decides part of the magnitude.
+    spectra = torch.fft.rfft2(decorrelated, norm="ortho").abs()[..., 1:-1]
+    assert torch.allclose(spectra[0], spectra[1], rtol=1e-3, atol=1e-3)
+    assert decorrelated.mean(dim=(2, 3)).abs().max() < 1e-3
+    assert 0.15 < p.to_image(raw).std().item() < 0.3
 
 
 def test_fourier_init_is_low_contrast_grey_with_structure():

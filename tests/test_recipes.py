@@ -57,7 +57,7 @@ def test_cosine_schedule_falls_from_lr_to_a_tenth():
 
 
 @pytest.mark.parametrize("knobs", [{"min_crop": 1.0, "min_crop_end": 0.3}, {"color_shift": 0.1},
-                                   {"lr_schedule": "cosine"}])
+                                   {"lr_schedule": "cosine"}, {"smoothness": 5.0}])
 def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs):
     RECIPES["test-knob"] = replace(VIEWS, **knobs)
     try:
@@ -73,13 +73,29 @@ def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs):
     assert np.isfinite(alone.curve).all()
 
 
+def test_smoothness_charges_for_pixel_to_pixel_variation(tiny, cpu):
+    from atlas.optvis.objectives import total_variation
+
+    flat, noisy = torch.full((1, 3, 16, 16), 0.5), torch.rand(1, 3, 16, 16)
+    assert total_variation(flat).item() == 0 and total_variation(noisy).item() > 0.3
+    RECIPES["test-smooth"] = replace(VIEWS, smoothness=50.0)
+    try:
+        settings = Settings(size=32, steps=24, precision="fp32", lr=0.2, recipe="test-smooth")
+        (smooth,) = render_batch(tiny, [Unit("features.5", 1)], settings, cpu)
+        (plain,) = render_batch(tiny, [Unit("features.5", 1)], settings.replace(recipe="views"), cpu)
+    finally:
+        del RECIPES["test-smooth"]
+    as_tensor = lambda r: torch.tensor(r.images[0] / 255.0).permute(2, 0, 1)[None]  # noqa: E731
+    assert total_variation(as_tensor(smooth)) < 0.8 * total_variation(as_tensor(plain))
+
+
 def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
     import joblib
 
     from atlas.cache import entry_key
     from atlas.settings import RECIPE_VERSION
 
-    settings = Settings(size=32, steps=4, precision="fp32")
+    settings = Settings(size=32, steps=4, precision="fp32", recipe="views")
     unit = Unit("features.5", 3)
     # the key as it was computed before the knobs existed: the six original fields
     original = {"transforms": "crops", "views": 2, "min_crop": 0.5, "flip": True, "max_angle": 10.0,
@@ -92,3 +108,21 @@ def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
         assert entry_key("m", "fp", unit, settings.replace(recipe="test-shift")) != before
     finally:
         del RECIPES["test-shift"]
+    # The default since issue 14 is a recipe of its own: a key of its own, views' untouched.
+    steady = settings.replace(recipe="steady")
+    assert steady.lr == RECIPES["steady"].lr != VIEWS.lr
+    assert entry_key("m", "fp", unit, steady) != before
+
+
+def test_a_recipe_brings_its_step_size_unless_one_is_named():
+    RECIPES["test-slow"] = replace(VIEWS, lr=0.02)
+    try:
+        assert Settings(recipe="test-slow").lr == 0.02
+        assert Settings(recipe="test-slow", lr=0.1).lr == 0.1
+        assert Settings(recipe="views").replace(recipe="test-slow").lr == 0.02
+        assert Settings(recipe="test-slow").replace(recipe="views").lr == VIEWS.lr
+        assert Settings(recipe="views", lr=0.2).replace(recipe="test-slow").lr == 0.2  # named, so kept
+        assert Settings(recipe="test-slow").as_dict()["lr"] == 0.02  # the key holds the number
+        assert learning_rates(Settings(recipe="test-slow", steps=3)) == [0.02] * 3
+    finally:
+        del RECIPES["test-slow"]

@@ -20,7 +20,7 @@ from atlas.errors import AtlasError
 from atlas.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label
 from atlas.examples import UnreadableExamplesWarning, scan_examples
 from atlas.site import compare_to_examples, curve_plot, format_ratio, make_server, safe_name, write_site
-from sitefixture import DEAD_CHANNEL, EXAMPLES_DATASET, HOSTILE, HOSTILE_LAYER, add_examples, make_cache
+from sitefixture import DEAD_CHANNEL, EXAMPLES_DATASET, HOSTILE_LAYER, add_examples, make_cache
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 

@@ -74,6 +74,16 @@ def class_probability(layer: str, index) -> Objective:
     return Objective(score, frozenset([layer]))
 
 
+def class_log_probability(layer: str, index) -> Objective:
+    """The log-softmax of one class: its logit minus the log-sum-exp of all, so
+    raising it also pushes the other classes down. Its gradient is the logit's
+    times (1 - p): it fades once the model is sure (later than the softmax's, p (1 - p))."""
+    def score(acts):
+        out = acts[layer].float()
+        return _pick(F.log_softmax(out, dim=1), _as_index(index, out))
+    return Objective(score, frozenset([layer]))
+
+
 def deepdream(layer: str) -> Objective:
     """Mean squared activation of the whole layer."""
     return Objective(lambda acts: acts[layer].float().pow(2).flatten(1).mean(1), frozenset([layer]))
@@ -107,6 +117,13 @@ def diversity(layer: str, groups: torch.Tensor, images: torch.Tensor | None = No
         mates = (g[:, None] == g[None, :]) & (own[:, None] != own[None, :])
         return -(similarity * mates).sum(1)
     return Objective(score, frozenset([layer]))
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """[B] mean absolute difference between neighbouring pixels of images [B, C, H, W]."""
+    dx = (images[..., :, 1:] - images[..., :, :-1]).abs().flatten(1).mean(1)
+    dy = (images[..., 1:, :] - images[..., :-1, :]).abs().flatten(1).mean(1)
+    return dx + dy
 
 
 def _as_index(index, output: torch.Tensor):

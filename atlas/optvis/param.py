@@ -7,6 +7,7 @@ batch is the concatenation of independently seeded images.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -26,9 +27,10 @@ INIT_SD = 0.01
 class Parameterization:
     shape: tuple[int, ...]  # of one image's parameters
     to_image: Callable[[torch.Tensor], torch.Tensor]
+    init_sd: float = INIT_SD  # of the normal draw that starts every parameter
 
     def init(self, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(self.shape, generator=generator) * INIT_SD
+        return torch.randn(self.shape, generator=generator) * self.init_sd
 
 
 def make(kind: str, size: int, decay_power: float = 1.0, device="cpu") -> Parameterization:
@@ -36,6 +38,8 @@ def make(kind: str, size: int, decay_power: float = 1.0, device="cpu") -> Parame
         return fourier(size, size, decay_power, device)
     if kind == "pixel":
         return pixel(size, size)
+    if kind == "phase":
+        return phase(size, size, decay_power, device)
     raise ValueError(f"unknown parameterization {kind!r}")
 
 
@@ -47,14 +51,50 @@ def pixel(h: int, w: int) -> Parameterization:
 def fourier(h: int, w: int, decay_power: float = 1.0, device="cpu") -> Parameterization:
     """A spectrum whose frequencies are scaled down as 1/f**decay, so low
     frequencies dominate and the optimizer does not fill the image with noise."""
-    freqs = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
-    scale = (1.0 / freqs.clamp(min=1.0 / max(h, w)) ** decay_power).to(device)
-    color = COLOR_CORRELATION.to(device)
+    scale = _decay(h, w, decay_power).to(device)
 
     def to_image(spectrum: torch.Tensor) -> torch.Tensor:
         spectrum = torch.view_as_complex(spectrum.contiguous()) * scale
-        image = torch.fft.irfft2(spectrum, s=(h, w), norm="ortho") / 4.0
-        image = torch.einsum("bchw,dc->bdhw", image, color)
-        return torch.sigmoid(image)
+        return _to_rgb(torch.fft.irfft2(spectrum, s=(h, w), norm="ortho") / 4.0)
 
     return Parameterization((3, h, w // 2 + 1, 2), to_image)
+
+
+# Standard deviation of a phase-only image before the sigmoid: about the contrast
+# of a photograph (pixel sd ~0.2 in [0, 1]).
+PHASE_IMAGE_SD = 1.6
+
+
+def phase(h: int, w: int, decay_power: float = 1.0, device="cpu") -> Parameterization:
+    """Magnitude-constrained Fourier (MACO, Fel et al. 2023): every frequency's
+    magnitude is fixed to a natural image's 1/f**decay and only its phase is
+    optimized, so the image keeps a photograph's spectrum (no high-frequency
+    noise can grow) and the optimizer can only move structure around."""
+    magnitude = _decay(h, w, decay_power)
+    # Parseval (orthonormal transform): the columns the half spectrum stands in for count twice.
+    counted = torch.full((w // 2 + 1,), 2.0)
+    counted[0] = 1.0
+    if w % 2 == 0:
+        counted[-1] = 1.0
+    magnitude[0, 0] = 0.0  # the mean stays grey; the sigmoid's centre
+    energy = (magnitude ** 2 * counted).sum() / (h * w)
+    magnitude = (magnitude * PHASE_IMAGE_SD / energy.sqrt()).to(device)
+
+    def to_image(phases: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.polar(magnitude.expand_as(phases), phases)
+        return _to_rgb(torch.fft.irfft2(spectrum, s=(h, w), norm="ortho"))
+
+    # Phases start uniform (a normal with sd pi wraps around the circle nearly evenly).
+    return Parameterization((3, h, w // 2 + 1), to_image, init_sd=math.pi)
+
+
+def _decay(h: int, w: int, decay_power: float) -> torch.Tensor:
+    """[h, w // 2 + 1] amplitudes 1/f**decay of the half spectrum (f floored at one cycle per image)."""
+    freqs = torch.sqrt(torch.fft.fftfreq(h)[:, None] ** 2 + torch.fft.rfftfreq(w)[None, :] ** 2)
+    return 1.0 / freqs.clamp(min=1.0 / max(h, w)) ** decay_power
+
+
+def _to_rgb(decorrelated: torch.Tensor) -> torch.Tensor:
+    """Decorrelated colour channels to RGB in [0, 1]."""
+    image = torch.einsum("bchw,dc->bdhw", decorrelated, COLOR_CORRELATION.to(decorrelated.device))
+    return torch.sigmoid(image)

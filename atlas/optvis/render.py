@@ -143,13 +143,16 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     for step in range(settings.steps):
         optimizer.param_groups[0]["lr"] = rates[step]
         optimizer.zero_grad(set_to_none=True)
+        image = image_param.to_image(params)
         # Views are resampled to a side the model's input rule allows (ViT: exactly 224).
-        x = normalize(model, transforms.apply(recipe, image_param.to_image(params), view_params[:, step]))
+        x = normalize(model, transforms.apply(recipe, image, view_params[:, step]))
         x = x.contiguous(memory_format=torch.channels_last)
         with redirected_relus(model.module, step < settings.redirect_steps), devices.autocast(device, precision):
             acts = activations(model, x, layers)
         score = measure(acts)
         goal = sign * score if spread is None else sign * score + spread(acts)
+        if recipe.smoothness:
+            goal = goal - recipe.smoothness * objectives.total_variation(image).repeat_interleave(per_image)
         # Each image's goal is the mean over its views.
         (-goal.sum() / per_image).backward()
         optimizer.step()

@@ -1,0 +1,42 @@
+"""Images per batch on a CPU: ms per unit-step at several batch sizes (device.default_batch_size).
+
+Lite0 (real weights) at 128 px, the quick preset's size: 16 class units and 16
+channels of a middle layer, each rendered whole at batch 2, 4, 8 and 16 images
+(the default recipe takes 2 views of each), twice, alternating, after a warm-up.
+
+    python bench/cpu_batch.py
+"""
+
+from __future__ import annotations
+
+import time
+
+from atlas import device as devices
+from atlas.models import load_model, to_device
+from atlas.optvis.render import render
+from atlas.settings import Settings
+from atlas.units import Unit
+
+BATCHES = (2, 4, 8, 16)
+
+
+def main():
+    device = devices.resolve_device("auto")
+    model = to_device(load_model("efficientnet_lite0"), device)
+    settings = Settings(size=128, steps=24, precision=devices.resolve_precision("auto", device))
+    sets = {"_fc": [Unit("_fc", c, "logit") for c in range(16)],
+            "_blocks.8._project_conv": [Unit("_blocks.8._project_conv", c) for c in range(16)]}
+    print(f"efficientnet_lite0 on {devices.describe(device)}, {settings.precision}, 128 px, {settings.steps} steps")
+    for name, units in sets.items():
+        list(render(model, units[:4], settings.replace(steps=2), device, 4))  # warm
+        for _ in range(2):
+            for size in BATCHES:
+                start = time.perf_counter()
+                for _ in render(model, units, settings, device, size):
+                    pass
+                ms = (time.perf_counter() - start) / (len(units) * settings.steps) * 1e3
+                print(f"{name:24} batch {size:3d} images  {ms:6.1f} ms/unit-step", flush=True)
+
+
+if __name__ == "__main__":
+    main()
