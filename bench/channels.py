@@ -34,12 +34,12 @@ from atlas.optvis import objectives
 from atlas.optvis.hooks import activations
 from atlas.optvis.render import render
 from atlas.plan import parse_unit
-from atlas.settings import RECIPES, Settings
+from atlas.settings import DEFAULT_RECIPE, Settings
 from atlas.units import Unit
 
 from contact_sheet import contact_sheet
 from examples import write_dataset
-from judges import CANDIDATES, Candidate
+from judges import CANDIDATES, chosen
 
 # Two channels of each stage, from the first blocks' colours and textures to the head.
 CHANNELS = ("_blocks.1._expand_conv:5", "_blocks.1._project_conv:7", "_blocks.4._expand_conv:20",
@@ -64,7 +64,7 @@ def photo_objectives(model, units: list[Unit], size: int, device) -> list[float]
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--recipe", action="append", help="recipes to compare (default: lucid, views)")
+    parser.add_argument("--recipe", action="append", help=f"recipes to compare (default: views, {DEFAULT_RECIPE})")
     parser.add_argument("--candidate", action="append", default=[], choices=list(CANDIDATES),
                         help="a candidate from bench/judges.py (repeatable)")
     parser.add_argument("--steps", type=int, default=256)
@@ -76,10 +76,7 @@ def main():
     model = to_device(load_model("efficientnet_lite0"), device)
     units = [Unit(*parse_unit(model, spec)) for spec in args.units.split(",")]
     files = [f"{u.layer}-{u.index}.png" for u in units]
-    for name, candidate in CANDIDATES.items():
-        RECIPES.setdefault(name, candidate.recipe)
-    tried = {name: Candidate(RECIPES[name]) for name in args.recipe or ([] if args.candidate else ["lucid", "views"])}
-    tried |= {name: CANDIDATES[name] for name in args.candidate}
+    tried = chosen(args.recipe, args.candidate, ["views", DEFAULT_RECIPE])
     columns, report = [], {"units": [f"{u.layer}:{u.index}" for u in units],
                            "photo": photo_objectives(model, units, args.size, device), "recipes": {}}
     for name, candidate in tried.items():

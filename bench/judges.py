@@ -97,6 +97,15 @@ CANDIDATES = {
 }
 
 
+def chosen(recipes: list[str] | None, candidates: list[str], default: list[str]) -> dict[str, Candidate]:
+    """What a run tries, by name: named recipes (`default` when neither recipes nor
+    candidates are named) and candidates, whose recipes are registered under their names."""
+    for name, candidate in CANDIDATES.items():
+        RECIPES.setdefault(name, candidate.recipe)
+    tried = {name: Candidate(RECIPES[name]) for name in recipes or ([] if candidates else default)}
+    return tried | {name: CANDIDATES[name] for name in candidates}
+
+
 class Judge:
     def __init__(self, name: str, module, size: int, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
         self.name, self.module, self.size = name, module, size
@@ -178,10 +187,7 @@ def main(argv=None) -> list[dict]:
         print(summary_table(report))
         return report
 
-    for name, candidate in CANDIDATES.items():
-        RECIPES.setdefault(name, candidate.recipe)
-    tried = {name: Candidate(RECIPES[name]) for name in args.recipe or ([] if args.candidate else [DEFAULT_RECIPE])}
-    tried |= {name: CANDIDATES[name] for name in (list(CANDIDATES) if args.candidates else args.candidate)}
+    tried = chosen(args.recipe, list(CANDIDATES) if args.candidates else args.candidate, [DEFAULT_RECIPE])
     device = devices.resolve_device("auto")
     subject = to_device(load_model("efficientnet_lite0"), device)
     judges = load_judges(args.judges.split(","), device)
