@@ -67,8 +67,8 @@ RECIPES = {
 RECIPE_HELP = {
     "lucid": "the reference recipe: one jittered, scaled, rotated view per step",
     "views": "two random crops per step (half to whole frame, mirrored, rotated) seen at 3/4 size, objective averaged",
-    "steady": "views at three fifths of its step size (lr 0.03): other model families recognize its class images "
-              "more often, at the same cost",
+    "steady": "views at three fifths of its step size (lr 0.03): a judge of another model family recognizes "
+              "its class images more often, at the same cost",
 }
 DEFAULT_RECIPE = "steady"
 PRECISIONS = ("fp32", "bf16")
