@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from atlas.errors import AtlasError
 from atlas.models import from_module, load_model
 from atlas.optvis import objectives, param, transforms
-from atlas.optvis.hooks import activations, redirected_relus
+from atlas.optvis.hooks import activations, redirected_relu_grad, redirected_relus
 from atlas.optvis.render import render, render_batch
 from atlas.settings import PARAMS, RECIPES, Recipe, Settings
 from atlas.units import Unit
@@ -77,6 +77,25 @@ def test_redirected_relu_wakes_units_silent_on_noise():
             objective(activations(model, x, objective.layers)).sum().backward()
         grads.append(x.grad.abs().sum().item())
     assert grads[0] == 0 and grads[1] > 0
+
+
+@pytest.mark.parametrize("upper", [None, 6.0])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_redirected_relu_grad_is_lucids_rule_per_image(upper, dtype):
+    x = torch.randn(3, 4, 5, 5).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[1] = -x[1].abs() - 0.1  # image 1: the ReLU is off everywhere, so it blocks every gradient
+    if upper is not None:
+        x[2, 0] = upper + 1  # image 2: saturated on one channel, open elsewhere
+    grad = torch.randn_like(x)
+    # Lucid's rule, written plainly: the ReLU's own gradient, except that an image it
+    # blocks entirely gets every gradient but those pushing an off input further down.
+    active = (x > 0) if upper is None else (x > 0) & (x < upper)
+    relu_grad = grad * active
+    redirected = torch.where((x <= 0) & (grad > 0), torch.zeros_like(grad), grad)
+    blocked = relu_grad.flatten(1).abs().amax(1) == 0
+    expected = torch.where(blocked.view(-1, 1, 1, 1), redirected, relu_grad)
+    assert blocked.tolist() == [False, True, False]
+    assert torch.equal(redirected_relu_grad(grad, x, upper), expected)
 
 
 def test_unit_renders_the_same_alone_and_in_a_batch(tiny, cpu):

@@ -72,13 +72,26 @@ class _RedirectedReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        active = x > 0 if ctx.upper is None else (x > 0) & (x < ctx.upper)
-        relu_grad = grad * active
-        # Where the ReLU is off, still pass a gradient that would raise its input.
-        redirected = torch.where((x <= 0) & (grad > 0), torch.zeros_like(grad), grad)
-        flat = relu_grad.flatten(1).abs().amax(1)
-        blocked = (flat == 0).view(-1, *([1] * (grad.dim() - 1)))
-        return torch.where(blocked, redirected, relu_grad), None
+        return redirected_relu_grad(grad, x, ctx.upper), None
+
+
+def redirected_relu_grad(grad: torch.Tensor, x: torch.Tensor, upper: float | None) -> torch.Tensor:
+    """A ReLU's (or ReLU6's) gradient, except for images it blocks entirely: those
+    get the part of `grad` that would raise the input where it is off.
+
+    Built from the native ReLU backward and arithmetic only: elementwise
+    comparisons and `where` on bf16 channels-last maps cost about ten times a
+    native backward on CPU, and made a redirected step twice a plain one."""
+    if upper is None:
+        relu_grad = torch.ops.aten.threshold_backward(grad, x, 0)
+    else:
+        relu_grad = torch.ops.aten.hardtanh_backward(grad, x, 0.0, upper)
+    blocked = relu_grad.abs().amax(dim=tuple(range(1, grad.dim()))) == 0
+    if blocked.any():  # rare: units silent at the start; the common case stops here
+        g, on = grad[blocked], x[blocked]
+        # Off (x <= 0): only descent directions that raise x (g < 0) pass; on: all of g.
+        relu_grad[blocked] = g.clamp(max=0) + torch.ops.aten.threshold_backward(g.clamp(min=0), on, 0)
+    return relu_grad
 
 
 @contextlib.contextmanager
