@@ -59,18 +59,23 @@ LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "lr": 0.05, "lr_schedul
 
 
 _VIEWS = Recipe("crops", views=2, min_crop=0.5, flip=True, view_scale=0.75)
+_STEADY = replace(_VIEWS, lr=0.03)
 RECIPES = {
     "lucid": Recipe("lucid"),
     "views": _VIEWS,
-    "steady": replace(_VIEWS, lr=0.03),
+    "steady": _STEADY,
+    "zoom": replace(_STEADY, min_crop=1.0, min_crop_end=0.3, color_shift=0.1),
 }
 RECIPE_HELP = {
     "lucid": "the reference recipe: one jittered, scaled, rotated view per step",
     "views": "two random crops per step (half to whole frame, mirrored, rotated) seen at 3/4 size, objective averaged",
     "steady": "views at three fifths of its step size (lr 0.03): a judge of another model family recognizes "
               "its class images more often, at the same cost",
+    "zoom": "steady whose smallest crop shrinks from the whole frame to 0.3 of it over the run, colours shifted "
+            "+-0.1 per crop: the layout is set early, detail late; a judge of another model family recognizes its "
+            "class images more often again, at the same cost",
 }
-DEFAULT_RECIPE = "steady"
+DEFAULT_RECIPE = "zoom"
 PRECISIONS = ("fp32", "bf16")
 MAX_SIZE = 2048
 MAX_STEPS = 100_000
@@ -99,7 +104,8 @@ class Settings:
     seed: int = 0
     # "views" beat the reference "lucid" with independent judges at the same cost
     # per step; "steady" beats "views" with a judge of another family (MobileNetV1,
-    # 100 classes, two seeds). BENCHMARKS.md, bench/judges.py.
+    # 100 classes, two seeds), and "zoom" beats "steady" the same way (top-1 0.85 ->
+    # 0.895 at 128 steps). BENCHMARKS.md, bench/judges.py.
     recipe: str = DEFAULT_RECIPE
 
     def __post_init__(self):

@@ -108,10 +108,13 @@ def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
         assert entry_key("m", "fp", unit, settings.replace(recipe="test-shift")) != before
     finally:
         del RECIPES["test-shift"]
-    # The default since issue 14 is a recipe of its own: a key of its own, views' untouched.
+    # Issue 14's defaults are recipes of their own: keys of their own, views' untouched.
     steady = settings.replace(recipe="steady")
     assert steady.lr == RECIPES["steady"].lr != VIEWS.lr
-    assert entry_key("m", "fp", unit, steady) != before
+    zoom = settings.replace(recipe="zoom")
+    assert zoom.lr == steady.lr and RECIPES["zoom"] != RECIPES["steady"]
+    keys = {entry_key("m", "fp", unit, s) for s in (settings, steady, zoom)}
+    assert len(keys) == 3 and before in keys
 
 
 def test_a_recipe_brings_its_step_size_unless_one_is_named():
