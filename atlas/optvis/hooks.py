@@ -87,7 +87,9 @@ def redirected_relu_grad(grad: torch.Tensor, x: torch.Tensor, upper: float | Non
     else:
         relu_grad = torch.ops.aten.hardtanh_backward(grad, x, 0.0, upper)
     blocked = relu_grad.abs().amax(dim=tuple(range(1, grad.dim()))) == 0
-    if blocked.any():  # rare: units silent at the start; the common case stops here
+    # Rare (units silent at the start), so the common case stops here; on CUDA the
+    # test reads one flag back per ReLU, and only during the redirected steps.
+    if blocked.any():
         g, on = grad[blocked], x[blocked]
         # Off (x <= 0): only descent directions that raise x (g < 0) pass; on: all of g.
         relu_grad[blocked] = g.clamp(max=0) + torch.ops.aten.threshold_backward(g.clamp(min=0), on, 0)
