@@ -13,7 +13,7 @@ import click
 
 from . import kinds
 from .errors import AtlasError
-from .settings import PARAMS, RECIPE_HELP, RECIPES
+from .settings import PARAMS, PRECISIONS, RECIPE_HELP, RECIPES
 
 # The objectives a user picks by name: the registry's kinds that need no parameters.
 UNIT_KINDS = tuple(n for n, k in kinds.KINDS.items() if not k.is_class and not k.params)
@@ -105,7 +105,7 @@ def layers(model, weights):
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)),
               help="What the model sees each step, and how far a step goes: "
               + "; ".join(f"{k}: {v}" for k, v in RECIPE_HELP.items()) + ".")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), help="Numerics; auto: bf16 where native.")
+@click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), help="Numerics; auto: bf16 where native.")
 @click.option("--seed", type=int, help="Random seed (same seed, same image on the same device).")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Units per batch (default: from free memory).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
