@@ -62,7 +62,7 @@ def entry_key(model_name: str, fingerprint: str, unit: Unit, settings: Settings)
         "weights": fingerprint,
         "unit": unit.as_dict(),
         "settings": settings.as_dict(),
-        "recipe_spec": settings.recipe_spec.key(),
+        "recipe_spec": settings.recipe_for(unit).key(),
         "recipe_version": RECIPE_VERSION,
     })
 

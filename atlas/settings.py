@@ -40,12 +40,35 @@ class Recipe:
     # Each crop's colours are shifted per channel: gain and offset uniform in
     # +-color_shift (Ghiasi et al. 2022), so no single hue carries the objective.
     color_shift: float = 0.0
+    # The shift's bound moves linearly from color_shift at the first step to
+    # color_shift_end at the last (None: fixed). Fading it to 0 lets the last steps
+    # optimize the colours the image is shown in: a channel tuned to a hue stays tuned.
+    color_shift_end: float | None = None
     lr: float = 0.05  # Adam's step size, unless the settings name another (--lr)
     lr_schedule: str = "constant"  # or "cosine": the learning rate falls to a tenth by the last step
     # Weight of a total-variation penalty (mean absolute difference of neighbouring
     # pixels, in [0, 1] units) subtracted from every image's objective: a charge
     # for pixel-level speckle (issue 14 measured no gain with other judges at 50).
     smoothness: float = 0.0
+    # The views class units take, where they differ from every other unit's (None:
+    # the same). A crop schedule with colour shifts makes class images that judges
+    # of other families recognize, but lowers a channel's activation on the image as
+    # it is shown (issue 14), so a recipe can give it to class units alone. It
+    # shares the number of views and the step size, so cost and settings do not
+    # depend on the kind of unit.
+    classes: Recipe | None = None
+
+    def __post_init__(self):
+        shared = ("views", "lr", "lr_schedule")
+        if self.classes is not None and any(getattr(self.classes, k) != getattr(self, k) for k in shared):
+            raise ValueError(f"a recipe's class views must share its {', '.join(shared)}")
+
+    def for_unit(self, unit) -> Recipe:
+        """The recipe `unit` renders with: the class views for class units, else this
+        one without them (so what a unit's cache key holds is what renders it)."""
+        if self.classes is None:
+            return self
+        return self.classes if unit.kind.is_class else replace(self, classes=None)
 
     def key(self) -> dict:
         """The knobs as the cache key holds them. Knobs added after the first
@@ -55,7 +78,8 @@ class Recipe:
 
 
 # Knobs added after atlases were cached, with the value that means "off".
-LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "lr": 0.05, "lr_schedule": "constant", "smoothness": 0.0}
+LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "color_shift_end": None, "lr": 0.05, "lr_schedule": "constant",
+               "smoothness": 0.0, "classes": None}
 
 
 _VIEWS = Recipe("crops", views=2, min_crop=0.5, flip=True, view_scale=0.75)
@@ -64,16 +88,18 @@ RECIPES = {
     "lucid": Recipe("lucid"),
     "views": _VIEWS,
     "steady": _STEADY,
-    "zoom": replace(_STEADY, min_crop=1.0, min_crop_end=0.3, color_shift=0.1),
+    # Class units: crops shrinking from the whole frame to 0.3 of it, colours shifted;
+    # every other unit: steady's crops (its channels keep their activation).
+    "zoom": replace(_STEADY, classes=replace(_STEADY, min_crop=1.0, min_crop_end=0.3, color_shift=0.1)),
 }
 RECIPE_HELP = {
     "lucid": "the reference recipe: one jittered, scaled, rotated view per step",
     "views": "two random crops per step (half to whole frame, mirrored, rotated) seen at 3/4 size, objective averaged",
     "steady": "views at three fifths of its step size (lr 0.03): a judge of another model family recognizes "
               "its class images more often, at the same cost",
-    "zoom": "steady whose smallest crop shrinks from the whole frame to 0.3 of it over the run, colours shifted "
-            "+-0.1 per crop: the layout is set early, detail late; a judge of another model family recognizes its "
-            "class images more often again, at the same cost",
+    "zoom": "steady, but class units' smallest crop shrinks from the whole frame to 0.3 of it over the run, "
+            "colours shifted +-0.1 per crop: the layout is set early, detail late; a judge of another model family "
+            "recognizes its class images more often again, at the same cost, and channels keep steady's activation",
 }
 DEFAULT_RECIPE = "zoom"
 PRECISIONS = ("fp32", "bf16")
@@ -105,7 +131,8 @@ class Settings:
     # "views" beat the reference "lucid" with independent judges at the same cost
     # per step; "steady" beats "views" with a judge of another family (MobileNetV1,
     # 100 classes, two seeds), and "zoom" beats "steady" the same way (top-1 0.85 ->
-    # 0.895 at 128 steps). BENCHMARKS.md, bench/judges.py.
+    # 0.895 at 128 steps) on class units, rendering the rest as "steady" does.
+    # BENCHMARKS.md, bench/judges.py, bench/channels.py.
     recipe: str = DEFAULT_RECIPE
 
     def __post_init__(self):
@@ -123,6 +150,10 @@ class Settings:
     @property
     def recipe_spec(self) -> Recipe:
         return RECIPES[self.recipe]
+
+    def recipe_for(self, unit) -> Recipe:
+        """The recipe `unit` renders with under these settings (class units may differ)."""
+        return self.recipe_spec.for_unit(unit)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -69,6 +69,7 @@ def main():
                         help="a candidate from bench/judges.py (repeatable)")
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--units", default=",".join(CHANNELS), help="LAYER:INDEX list")
     parser.add_argument("--out", type=Path, default=Path("bench/out/channels"))
     args = parser.parse_args()
@@ -80,7 +81,7 @@ def main():
     columns, report = [], {"units": [f"{u.layer}:{u.index}" for u in units],
                            "photo": photo_objectives(model, units, args.size, device), "recipes": {}}
     for name, candidate in tried.items():
-        settings = Settings(size=args.size, steps=args.steps, recipe=name,
+        settings = Settings(size=args.size, steps=args.steps, recipe=name, seed=args.seed,
                             precision=devices.resolve_precision("auto", device)).replace(**dict(candidate.settings))
         start = time.perf_counter()
         results = {r.unit: r for batch in render(model, units, settings, device) for r in batch}

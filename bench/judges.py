@@ -59,7 +59,7 @@ SPREAD_CLASSES = (5, 20, 35, 50, 65, 80, 95, 110, 125, 140, 155, 170, 185, 200, 
 
 _views = RECIPES["views"]
 _steady = RECIPES["steady"]
-_zoom = RECIPES["zoom"]
+_zoom = RECIPES["zoom"].classes  # what zoom's class units see
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,9 @@ CANDIDATES = {
     "zoom-cosine": Candidate(replace(_zoom, lr_schedule="cosine")),
     "zoom-end0.5-cosine": Candidate(replace(_zoom, min_crop_end=0.5, lr_schedule="cosine")),
     "zoom-lr0.02": Candidate(replace(_zoom, lr=0.02)),
+    # The colour shift (not the schedule) is what lowers channels' activation on the
+    # image as shown; fading it to nothing over the run keeps it early only:
+    "zoom-colorfade": Candidate(replace(_zoom, color_shift_end=0.0)),
 }
 
 

@@ -44,6 +44,14 @@ def test_colour_shift_draws_after_the_geometry_and_changes_colours_only():
     assert torch.allclose(moved - same, torch.full_like(same, 0.1), atol=1e-5)
 
 
+def test_colour_shift_can_fade_to_nothing_over_the_run():
+    fixed, fading = _draw(replace(VIEWS, color_shift=0.1)), _draw(replace(VIEWS, color_shift=0.1, color_shift_end=0.0))
+    assert torch.equal(fading[..., :5], fixed[..., :5])  # the same crops
+    assert torch.allclose(fading[0, :, 5:], fixed[0, :, 5:])  # the full shift at the first step
+    assert torch.equal(fading[-1, :, 5:], torch.zeros_like(fading[-1, :, 5:]))  # true colours at the last
+    assert fading[100:, :, 5:].abs().max() <= 0.05 + 1e-6 < fixed[100:, :, 5:].abs().max()
+
+
 def test_cosine_schedule_falls_from_lr_to_a_tenth():
     settings = Settings(size=32, steps=11, lr=0.05)
     assert learning_rates(settings) == [0.05] * 11
@@ -57,6 +65,7 @@ def test_cosine_schedule_falls_from_lr_to_a_tenth():
 
 
 @pytest.mark.parametrize("knobs", [{"min_crop": 1.0, "min_crop_end": 0.3}, {"color_shift": 0.1},
+                                   {"color_shift": 0.1, "color_shift_end": 0.0},
                                    {"lr_schedule": "cosine"}, {"smoothness": 5.0}])
 def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs):
     RECIPES["test-knob"] = replace(VIEWS, **knobs)
@@ -129,3 +138,37 @@ def test_a_recipe_brings_its_step_size_unless_one_is_named():
         assert learning_rates(Settings(recipe="test-slow", steps=3)) == [0.02] * 3
     finally:
         del RECIPES["test-slow"]
+
+
+def test_zoom_gives_its_crop_schedule_to_class_units_alone(tiny, cpu):
+    zoom, steady = RECIPES["zoom"], RECIPES["steady"]
+    channel, logit = Unit("features.5", 1), Unit(tiny.output_layer, 3, "logit")
+    assert zoom.for_unit(channel) == steady and zoom.for_unit(logit) == zoom.classes != steady
+    settings = Settings(size=32, steps=8, precision="fp32", recipe="zoom")
+    as_steady = settings.replace(recipe="steady")
+    for unit, same in ((channel, True), (logit, False)):
+        (a,), (b,) = render_batch(tiny, [unit], settings, cpu), render_batch(tiny, [unit], as_steady, cpu)
+        assert np.array_equal(a.images[0], b.images[0]) == same
+
+
+def test_zoom_class_units_keep_the_cache_keys_they_had():
+    import joblib
+
+    from atlas.cache import entry_key
+    from atlas.settings import RECIPE_VERSION
+
+    settings, unit = Settings(size=32, steps=4, precision="fp32"), Unit("classifier.6", 3, "logit")
+    # zoom before it split by kind: these knobs for every unit
+    knobs = {"transforms": "crops", "views": 2, "min_crop": 1.0, "flip": True, "max_angle": 10.0,
+             "view_scale": 0.75, "min_crop_end": 0.3, "color_shift": 0.1, "lr": 0.03}
+    before = joblib.hash({"model": "m", "weights": "fp", "unit": unit.as_dict(), "settings": settings.as_dict(),
+                          "recipe_spec": knobs, "recipe_version": RECIPE_VERSION})
+    assert settings.recipe == "zoom" and entry_key("m", "fp", unit, settings) == before
+    channel = Unit("features.5", 3)
+    assert entry_key("m", "fp", channel, settings) != entry_key("m", "fp", channel, settings.replace(recipe="steady"))
+
+
+def test_class_views_share_the_number_of_views_and_the_step_size():
+    for change in ({"views": 4}, {"lr": 0.01}, {"lr_schedule": "cosine"}):
+        with pytest.raises(ValueError, match="class views"):
+            replace(VIEWS, classes=replace(VIEWS, **change))

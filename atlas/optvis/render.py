@@ -119,7 +119,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     precision = settings.precision
 
     image_param = param.make(settings.param, settings.size, settings.decay_power, device)
-    recipe = settings.recipe_spec
+    recipe = settings.recipe_for(first)
     generators = [torch.Generator().manual_seed(image_seed(settings, u, c)) for u, c in items]
     params = torch.stack([image_param.init(g) for g in generators]).to(device).requires_grad_()
     view_params = torch.stack([transforms.draw(recipe, settings.steps, g) for g in generators]).to(device)

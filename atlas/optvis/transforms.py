@@ -88,7 +88,10 @@ def _draw_crops(recipe: Recipe, steps: int, generator: torch.Generator) -> torch
     mirror = torch.where(uniform() < 0.5, -1.0, 1.0) if recipe.flip else torch.ones(shape)
     params = torch.stack([side, centre_x, centre_y, angle, mirror], dim=2)
     if recipe.color_shift:
-        colour = (2 * torch.rand((*shape, 6), generator=generator) - 1) * recipe.color_shift
+        bound = torch.full((steps, 1, 1), recipe.color_shift)
+        if recipe.color_shift_end is not None:
+            bound = torch.linspace(recipe.color_shift, recipe.color_shift_end, steps)[:, None, None]
+        colour = (2 * torch.rand((*shape, 6), generator=generator) - 1) * bound
         params = torch.cat([params, colour], dim=2)
     return params
 
