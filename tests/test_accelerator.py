@@ -12,9 +12,10 @@ objective's final value within TOLERANCE_OBJECTIVE relative. Measured on an
 H200 (2026-11-26, BENCHMARKS.md): alone vs. batch 3.0 levels mean (29 at
 most), objective 0.1 % apart; bf16-held weights vs. autocast 1.3-3.3 levels;
 a killed-and-resumed build 12-13 of 18 images identical, the rest at most 5.5
-levels (views); 11 of 18 identical and one image 12.6 levels apart under zoom (session
-6), so that test bounds the mean over the build; same seed and batch bit-identical. On a CPU all of these are 0. Measured
-differences are written to $ATLAS_ACCELERATOR_REPORT (JSON) for the GPU check.
+levels (views); 11 of 18 identical and one image 12.6 levels apart under zoom
+(session 6), so that test bounds the mean over the build; same seed and batch
+bit-identical. On a CPU all of these are 0. Measured differences are written to
+$ATLAS_ACCELERATOR_REPORT (JSON) for the GPU check.
 """
 
 import json
