@@ -79,21 +79,23 @@ def _draw_crops(recipe: Recipe, steps: int, generator: torch.Generator) -> torch
     come after the geometric ones, so recipes without them draw what they always did."""
     shape = (steps, recipe.views)
     uniform = lambda: torch.rand(shape, generator=generator)  # noqa: E731
-    smallest = torch.full((steps, 1), recipe.min_crop)
-    if recipe.min_crop_end is not None:
-        smallest = torch.linspace(recipe.min_crop, recipe.min_crop_end, steps)[:, None]
+    smallest = _ramp(recipe.min_crop, recipe.min_crop_end, steps)[:, None]
     side = smallest + (1 - smallest) * uniform()
     centre_x, centre_y = ((2 * uniform() - 1) * (1 - side) for _ in range(2))
     angle = (2 * uniform() - 1) * math.radians(recipe.max_angle)
     mirror = torch.where(uniform() < 0.5, -1.0, 1.0) if recipe.flip else torch.ones(shape)
     params = torch.stack([side, centre_x, centre_y, angle, mirror], dim=2)
     if recipe.color_shift:
-        bound = torch.full((steps, 1, 1), recipe.color_shift)
-        if recipe.color_shift_end is not None:
-            bound = torch.linspace(recipe.color_shift, recipe.color_shift_end, steps)[:, None, None]
+        bound = _ramp(recipe.color_shift, recipe.color_shift_end, steps)[:, None, None]
         colour = (2 * torch.rand((*shape, 6), generator=generator) - 1) * bound
         params = torch.cat([params, colour], dim=2)
     return params
+
+
+def _ramp(start: float, end: float | None, steps: int) -> torch.Tensor:
+    """[steps]: a knob's value at every step, `start` throughout or moving linearly
+    from `start` at the first step to `end` at the last."""
+    return torch.full((steps,), start) if end is None else torch.linspace(start, end, steps)
 
 
 def _apply_crops(images: torch.Tensor, params: torch.Tensor, size: int) -> torch.Tensor:
