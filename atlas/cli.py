@@ -100,7 +100,7 @@ def layers(model, weights):
               help="Also render N random directions (seeded mixes of channels) of each selected layer.")
 @click.option("--size", type=int, help="Image side in pixels.")
 @click.option("--steps", type=int, help="Optimization steps per image.")
-@click.option("--lr", type=float, help="Adam learning rate (default: the recipe's).")
+@click.option("--lr", type=float, help="Step size (default: the recipe's; class units keep the recipe's ratio to it).")
 @click.option("--param", type=click.Choice(list(PARAMS)), help="Image parameterization.")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)),
               help="What the model sees each step, and how far a step goes: "

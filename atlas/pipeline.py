@@ -125,7 +125,8 @@ def settings_of(request: BuildRequest, device, model: Model | None = None) -> Se
     if model is not None and size is not None and model.spec.rule.kind != "free":
         model.spec.check_picture(size, model.name)  # else Settings' own range check speaks
     given = {"size": size, "steps": _pick(request.steps, chosen, "steps"),
-             "lr": request.lr, "param": request.param, "seed": request.seed, "recipe": request.recipe}
+             "lr": request.lr, "param": request.param, "seed": request.seed,
+             "recipe": _pick(request.recipe, chosen, "recipe")}
     return Settings(**{key: value for key, value in given.items() if value is not None},
                     precision=devices.resolve_precision(request.precision, device))
 

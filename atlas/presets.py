@@ -4,6 +4,9 @@ full     every channel of every conv layer and every class, 224 px, 512 steps
 results  exactly the units of the reference tables (DESIGN.md), 224 px, 512 steps
 quick    a few channels per layer plus the reference classes, small and short:
          a CPU renders it in minutes
+
+Each takes the recipe measured best at its number of steps: the default (settle)
+at 512, zoom at 128, whose class units take a larger step (BENCHMARKS.md, issue 14).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from .reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_
 PRESETS: dict[str, dict] = {
     "full": {"size": 224, "steps": 512, "channels": None, "classes": "all"},
     "results": {"size": 224, "steps": 512, "layers": "none", "classes": "reference", "units": "reference"},
-    "quick": {"size": 128, "steps": 128, "channels": 3, "classes": "reference"},
+    "quick": {"size": 128, "steps": 128, "recipe": "zoom", "channels": 3, "classes": "reference"},
 }
 
 

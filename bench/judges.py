@@ -60,6 +60,7 @@ SPREAD_CLASSES = (5, 20, 35, 50, 65, 80, 95, 110, 125, 140, 155, 170, 185, 200, 
 _views = RECIPES["views"]
 _steady = RECIPES["steady"]
 _zoom = RECIPES["zoom"].classes  # what zoom's class units see
+_settle = RECIPES["settle"].classes
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,15 @@ CANDIDATES = {
     # A step size that falls late (to a tenth, cosine), so the image settles:
     "zoom-cosine": Candidate(replace(_zoom, lr_schedule="cosine")),
     "zoom-end0.5-cosine": Candidate(replace(_zoom, min_crop_end=0.5, lr_schedule="cosine")),
+    # Won at 512 steps over five seeds and the 100 classes; became `settle`'s class recipe:
     "zoom-lr0.02": Candidate(replace(_zoom, lr=0.02)),
     # The colour shift (not the schedule) is what lowers channels' activation on the
     # image as shown; fading it to nothing over the run keeps it early only:
     "zoom-colorfade": Candidate(replace(_zoom, color_shift_end=0.0)),
+    # Round five: Adam with Nesterov momentum (the issue's last untried starting point),
+    # and settle's late crops less small, for the classes still out of the top 5 now and then.
+    "zoom-nadam": Candidate(replace(_zoom, optimizer="nadam")),
+    "settle-end0.4": Candidate(replace(_settle, min_crop_end=0.4)),
 }
 
 
@@ -162,7 +168,7 @@ def logits(judge, images: np.ndarray, device) -> torch.Tensor:
 
 
 def score(judges: list[Judge], images: np.ndarray, classes: torch.Tensor, device) -> dict:
-    """Per judge: top-1, top-5, mean p(target), and per-class top-1 / p."""
+    """Per judge: top-1, top-5, mean p(target), and per-class top-1 / p / top-5."""
     rows = torch.arange(len(classes))
     result = {}
     for judge in judges:
@@ -172,8 +178,8 @@ def score(judges: list[Judge], images: np.ndarray, classes: torch.Tensor, device
         top5 = (ranked == classes[:, None]).any(1).float()
         p = out.softmax(1)[rows, classes]
         result[judge.name] = {"top1": float(top1.mean()), "top5": float(top5.mean()), "p": float(p.mean()),
-                              "per_class": {int(c): [float(a), round(float(b), 4)]
-                                            for c, a, b in zip(classes, top1, p)}}
+                              "per_class": {int(c): [float(a), round(float(b), 4), float(f)]
+                                            for c, a, b, f in zip(classes, top1, p, top5)}}
     return result
 
 

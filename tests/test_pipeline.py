@@ -14,7 +14,7 @@ from atlas.optvis import render as render_module
 from atlas.optvis.render import render, render_batch
 from atlas.pipeline import BuildRequest, run_build, selection_of, settings_of
 from atlas.plan import make_plan
-from atlas.settings import Settings
+from atlas.settings import DEFAULT_RECIPE, Settings
 from atlas.units import Unit
 from atlas.writer import BackgroundWriter
 
@@ -186,6 +186,9 @@ def test_request_fills_the_preset_under_the_users_options(cpu):
     assert selection_of(quick).channels == 3 and selection_of(quick).classes == "reference"
     settings = settings_of(quick, cpu)
     assert settings.size == 48 and settings.steps == 128
+    # each preset's recipe is the one measured best at its steps; a named one wins
+    assert settings.recipe == "zoom" and settings_of(BuildRequest(TINY), cpu).recipe == DEFAULT_RECIPE == "settle"
+    assert settings_of(BuildRequest(TINY, preset="quick", recipe="views"), cpu).recipe == "views"
     assert selection_of(BuildRequest(TINY, preset="results")).units == ("reference",)
     assert selection_of(BuildRequest(TINY, preset="results", units=("features.5:1",))).units == ("features.5:1",)
 

@@ -48,6 +48,7 @@ class Rendered:
 
 
 TOP_LABELS = 5
+OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam}  # by Recipe.optimizer (settings.OPTIMIZERS)
 
 
 def render(model: Model, units: list[Unit], settings: Settings, device: torch.device,
@@ -137,8 +138,8 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         spread = settings.diversity_weight * objectives.diversity(diversity_layer(model, first), groups, images_of)
         layers |= spread.layers
 
-    optimizer = torch.optim.Adam([params], lr=settings.lr)
-    rates = learning_rates(settings)
+    rates = learning_rates(settings, first)
+    optimizer = OPTIMIZER_CLASSES[recipe.optimizer]([params], lr=rates[0])
     curve = torch.zeros(settings.steps, len(items), device=device)
     for step in range(settings.steps):
         optimizer.param_groups[0]["lr"] = rates[step]
@@ -180,12 +181,13 @@ def top_labels(probs: torch.Tensor, k: int = TOP_LABELS) -> tuple[tuple[int, flo
     return tuple((int(i), round(float(v), 5)) for v, i in zip(values, indices))
 
 
-def learning_rates(settings: Settings) -> list[float]:
-    """The step size of every step: constant, or a cosine from lr down to lr / 10."""
-    if settings.recipe_spec.lr_schedule == "constant":
-        return [settings.lr] * settings.steps
+def learning_rates(settings: Settings, unit: Unit) -> list[float]:
+    """The step size of every step for `unit`: constant, or a cosine from lr down to lr / 10."""
+    lr = settings.lr_for(unit)
+    if settings.recipe_for(unit).lr_schedule == "constant":
+        return [lr] * settings.steps
     last = max(1, settings.steps - 1)
-    return [settings.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / last))) for step in range(settings.steps)]
+    return [lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / last))) for step in range(settings.steps)]
 
 
 def _results(units, copies, images, curve, final, probability, probs, seconds) -> list[Rendered]:
