@@ -1,9 +1,10 @@
 """Render settings: a frozen dataclass whose dict is part of every cache key.
 
 A recipe names how an image is optimized beyond its parameterization: which
-random views of it the model sees at each step. The cache key holds the
-recipe's knobs as well as its name, so editing a recipe can never serve images
-made by the old one.
+random views of it the model sees at each step, and how far and by which
+optimizer each step goes; class units may take a recipe of their own. The cache
+key holds the knobs of the recipe a unit renders with as well as the recipe's
+name, so editing a recipe can never serve images made by the old one.
 """
 
 from __future__ import annotations
