@@ -1,4 +1,5 @@
-"""Recipe knobs beyond the named recipes: crop-size schedules, colour shifts, cosine step sizes."""
+"""Recipe knobs beyond the named recipes: crop-size schedules, colour shifts, step sizes and
+their schedules (per kind of unit), optimizers."""
 
 from dataclasses import replace
 
