@@ -53,14 +53,11 @@ def test_colour_shift_can_fade_to_nothing_over_the_run():
     assert fading[100:, :, 5:].abs().max() <= 0.05 + 1e-6 < fixed[100:, :, 5:].abs().max()
 
 
-def test_cosine_schedule_falls_from_lr_to_a_tenth():
+def test_cosine_schedule_falls_from_lr_to_a_tenth(monkeypatch):
     settings, unit = Settings(size=32, steps=11, lr=0.05), Unit("features.5", 1)
     assert learning_rates(settings, unit) == [0.05] * 11
-    RECIPES["test-cosine"] = replace(VIEWS, lr_schedule="cosine")
-    try:
-        rates = learning_rates(settings.replace(recipe="test-cosine"), unit)
-    finally:
-        del RECIPES["test-cosine"]
+    monkeypatch.setitem(RECIPES, "test-cosine", replace(VIEWS, lr_schedule="cosine"))
+    rates = learning_rates(settings.replace(recipe="test-cosine"), unit)
     assert rates[0] == pytest.approx(0.05) and rates[-1] == pytest.approx(0.005)
     assert all(a >= b for a, b in zip(rates, rates[1:]))
 
@@ -68,38 +65,32 @@ def test_cosine_schedule_falls_from_lr_to_a_tenth():
 @pytest.mark.parametrize("knobs", [{"min_crop": 1.0, "min_crop_end": 0.3}, {"color_shift": 0.1},
                                    {"color_shift": 0.1, "color_shift_end": 0.0},
                                    {"lr_schedule": "cosine"}, {"smoothness": 5.0}, {"optimizer": "nadam"}])
-def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs):
-    RECIPES["test-knob"] = replace(VIEWS, **knobs)
-    try:
-        settings = Settings(size=32, steps=8, precision="fp32", recipe="test-knob")
-        units = [Unit("features.5", 1), Unit("features.5", 2)]
-        alone = render_batch(tiny, units[:1], settings, cpu)[0]
-        together = render_batch(tiny, units, settings, cpu)[0]
-        plain = render_batch(tiny, units[:1], settings.replace(recipe="views"), cpu)[0]
-    finally:
-        del RECIPES["test-knob"]
+def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs, monkeypatch):
+    monkeypatch.setitem(RECIPES, "test-knob", replace(VIEWS, **knobs))
+    settings = Settings(size=32, steps=8, precision="fp32", recipe="test-knob")
+    units = [Unit("features.5", 1), Unit("features.5", 2)]
+    alone = render_batch(tiny, units[:1], settings, cpu)[0]
+    together = render_batch(tiny, units, settings, cpu)[0]
+    plain = render_batch(tiny, units[:1], settings.replace(recipe="views"), cpu)[0]
     assert np.array_equal(alone.images[0], together.images[0])
     assert not np.array_equal(alone.images[0], plain.images[0])
     assert np.isfinite(alone.curve).all()
 
 
-def test_smoothness_charges_for_pixel_to_pixel_variation(tiny, cpu):
+def test_smoothness_charges_for_pixel_to_pixel_variation(tiny, cpu, monkeypatch):
     from atlas.optvis.objectives import total_variation
 
     flat, noisy = torch.full((1, 3, 16, 16), 0.5), torch.rand(1, 3, 16, 16)
     assert total_variation(flat).item() == 0 and total_variation(noisy).item() > 0.3
-    RECIPES["test-smooth"] = replace(VIEWS, smoothness=50.0)
-    try:
-        settings = Settings(size=32, steps=24, precision="fp32", lr=0.2, recipe="test-smooth")
-        (smooth,) = render_batch(tiny, [Unit("features.5", 1)], settings, cpu)
-        (plain,) = render_batch(tiny, [Unit("features.5", 1)], settings.replace(recipe="views"), cpu)
-    finally:
-        del RECIPES["test-smooth"]
+    monkeypatch.setitem(RECIPES, "test-smooth", replace(VIEWS, smoothness=50.0))
+    settings = Settings(size=32, steps=24, precision="fp32", lr=0.2, recipe="test-smooth")
+    (smooth,) = render_batch(tiny, [Unit("features.5", 1)], settings, cpu)
+    (plain,) = render_batch(tiny, [Unit("features.5", 1)], settings.replace(recipe="views"), cpu)
     as_tensor = lambda r: torch.tensor(r.images[0] / 255.0).permute(2, 0, 1)[None]  # noqa: E731
     assert total_variation(as_tensor(smooth)) < 0.8 * total_variation(as_tensor(plain))
 
 
-def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
+def test_recipe_knobs_added_later_leave_old_cache_keys_alone(monkeypatch):
     import joblib
 
     from atlas.cache import entry_key
@@ -113,11 +104,8 @@ def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
     before = joblib.hash({"model": "m", "weights": "fp", "unit": unit.as_dict(), "settings": settings.as_dict(),
                           "recipe_spec": original, "recipe_version": RECIPE_VERSION})
     assert entry_key("m", "fp", unit, settings) == before
-    RECIPES["test-shift"] = replace(VIEWS, color_shift=0.1)
-    try:
-        assert entry_key("m", "fp", unit, settings.replace(recipe="test-shift")) != before
-    finally:
-        del RECIPES["test-shift"]
+    monkeypatch.setitem(RECIPES, "test-shift", replace(VIEWS, color_shift=0.1))
+    assert entry_key("m", "fp", unit, settings.replace(recipe="test-shift")) != before
     # Issue 14's defaults are recipes of their own: keys of their own, views' untouched.
     steady = settings.replace(recipe="steady")
     assert steady.lr == RECIPES["steady"].lr != VIEWS.lr
@@ -127,18 +115,15 @@ def test_recipe_knobs_added_later_leave_old_cache_keys_alone():
     assert len(keys) == 3 and before in keys
 
 
-def test_a_recipe_brings_its_step_size_unless_one_is_named():
-    RECIPES["test-slow"] = replace(VIEWS, lr=0.02)
-    try:
-        assert Settings(recipe="test-slow").lr == 0.02
-        assert Settings(recipe="test-slow", lr=0.1).lr == 0.1
-        assert Settings(recipe="views").replace(recipe="test-slow").lr == 0.02
-        assert Settings(recipe="test-slow").replace(recipe="views").lr == VIEWS.lr
-        assert Settings(recipe="views", lr=0.2).replace(recipe="test-slow").lr == 0.2  # named, so kept
-        assert Settings(recipe="test-slow").as_dict()["lr"] == 0.02  # the key holds the number
-        assert learning_rates(Settings(recipe="test-slow", steps=3), Unit("features.5", 1)) == [0.02] * 3
-    finally:
-        del RECIPES["test-slow"]
+def test_a_recipe_brings_its_step_size_unless_one_is_named(monkeypatch):
+    monkeypatch.setitem(RECIPES, "test-slow", replace(VIEWS, lr=0.02))
+    assert Settings(recipe="test-slow").lr == 0.02
+    assert Settings(recipe="test-slow", lr=0.1).lr == 0.1
+    assert Settings(recipe="views").replace(recipe="test-slow").lr == 0.02
+    assert Settings(recipe="test-slow").replace(recipe="views").lr == VIEWS.lr
+    assert Settings(recipe="views", lr=0.2).replace(recipe="test-slow").lr == 0.2  # named, so kept
+    assert Settings(recipe="test-slow").as_dict()["lr"] == 0.02  # the key holds the number
+    assert learning_rates(Settings(recipe="test-slow", steps=3), Unit("features.5", 1)) == [0.02] * 3
 
 
 def test_zoom_gives_its_crop_schedule_to_class_units_alone(tiny, cpu):
@@ -152,19 +137,16 @@ def test_zoom_gives_its_crop_schedule_to_class_units_alone(tiny, cpu):
         assert np.array_equal(a.images[0], b.images[0]) == same
 
 
-def test_settle_is_zoom_with_class_units_at_a_smaller_step(tiny, cpu):
+def test_settle_is_zoom_with_class_units_at_a_smaller_step(tiny, cpu, monkeypatch):
     settle, zoom = RECIPES["settle"], RECIPES["zoom"]
     assert settle.classes == replace(zoom.classes, lr=0.02) and replace(settle, classes=None) == RECIPES["steady"]
     channel, logit = Unit("features.5", 1), Unit(tiny.output_layer, 3, "logit")
-    RECIPES["test-flat"] = settle.classes  # what bench/judges.py measured as zoom-lr0.02
-    try:
-        settings = Settings(size=32, steps=8, precision="fp32", recipe="settle")
-        assert settings.lr == 0.03 and settings.lr_for(logit) == 0.02 and settings.lr_for(channel) == 0.03
-        for unit, twin in ((logit, "test-flat"), (channel, "steady")):
-            (a,), (b,) = render_batch(tiny, [unit], settings, cpu), render_batch(tiny, [unit], settings.replace(recipe=twin), cpu)
-            assert np.array_equal(a.images[0], b.images[0])
-    finally:
-        del RECIPES["test-flat"]
+    monkeypatch.setitem(RECIPES, "test-flat", settle.classes)  # what bench/judges.py measured as zoom-lr0.02
+    settings = Settings(size=32, steps=8, precision="fp32", recipe="settle")
+    assert settings.lr == 0.03 and settings.lr_for(logit) == 0.02 and settings.lr_for(channel) == 0.03
+    for unit, twin in ((logit, "test-flat"), (channel, "steady")):
+        (a,), (b,) = render_batch(tiny, [unit], settings, cpu), render_batch(tiny, [unit], settings.replace(recipe=twin), cpu)
+        assert np.array_equal(a.images[0], b.images[0])
     from atlas.cache import entry_key  # its class images never come from zoom's entries
     assert entry_key("m", "fp", logit, settings) != entry_key("m", "fp", logit, settings.replace(recipe="zoom"))
 
@@ -186,17 +168,14 @@ def test_zoom_class_units_keep_the_cache_keys_they_had():
     assert entry_key("m", "fp", channel, settings) != entry_key("m", "fp", channel, settings.replace(recipe="steady"))
 
 
-def test_class_views_share_the_number_of_views():
+def test_class_views_share_the_number_of_views(monkeypatch):
     with pytest.raises(ValueError, match="class views"):
         replace(VIEWS, classes=replace(VIEWS, views=4))
     cosine = replace(VIEWS, classes=replace(VIEWS, lr_schedule="cosine"))  # a schedule of their own is fine
-    RECIPES["test-cosine-classes"] = cosine
-    try:
-        settings = Settings(size=32, steps=5, recipe="test-cosine-classes")
-        assert learning_rates(settings, Unit("classifier.6", 3, "logit"))[-1] == pytest.approx(VIEWS.lr / 10)
-        assert learning_rates(settings, Unit("features.5", 1)) == [VIEWS.lr] * 5
-    finally:
-        del RECIPES["test-cosine-classes"]
+    monkeypatch.setitem(RECIPES, "test-cosine-classes", cosine)
+    settings = Settings(size=32, steps=5, recipe="test-cosine-classes")
+    assert learning_rates(settings, Unit("classifier.6", 3, "logit"))[-1] == pytest.approx(VIEWS.lr / 10)
+    assert learning_rates(settings, Unit("features.5", 1)) == [VIEWS.lr] * 5
 
 
 def test_optimizers_are_named_by_the_recipe():
@@ -208,35 +187,29 @@ def test_optimizers_are_named_by_the_recipe():
         replace(VIEWS, optimizer="sgd")
 
 
-def test_class_units_may_take_their_own_step_size_in_the_recipes_ratio():
+def test_class_units_may_take_their_own_step_size_in_the_recipes_ratio(monkeypatch):
     channel, logit = Unit("features.5", 1), Unit("classifier.6", 3, "logit")
-    RECIPES["test-two-steps"] = replace(VIEWS, lr=0.03, classes=replace(VIEWS, lr=0.02))
-    try:
-        settings = Settings(size=32, steps=3, recipe="test-two-steps")
-        assert settings.lr == 0.03 and settings.lr_for(channel) == 0.03
-        assert learning_rates(settings, logit) == [0.02] * 3
-        named = settings.replace(lr=0.06)  # a named step size scales both kinds
-        assert named.lr_for(channel) == 0.06 and named.lr_for(logit) == pytest.approx(0.04)
-        # the class units' step size is in their key, so a new ratio never serves old images
-        from atlas.cache import entry_key
-        RECIPES["test-two-steps-b"] = replace(RECIPES["test-two-steps"], classes=replace(VIEWS, lr=0.025))
-        other = settings.replace(recipe="test-two-steps-b")
-        assert entry_key("m", "fp", logit, settings) != entry_key("m", "fp", logit, other)
-        assert settings.recipe_for(channel) == other.recipe_for(channel)
-    finally:
-        RECIPES.pop("test-two-steps"), RECIPES.pop("test-two-steps-b", None)
+    monkeypatch.setitem(RECIPES, "test-two-steps", replace(VIEWS, lr=0.03, classes=replace(VIEWS, lr=0.02)))
+    settings = Settings(size=32, steps=3, recipe="test-two-steps")
+    assert settings.lr == 0.03 and settings.lr_for(channel) == 0.03
+    assert learning_rates(settings, logit) == [0.02] * 3
+    named = settings.replace(lr=0.06)  # a named step size scales both kinds
+    assert named.lr_for(channel) == 0.06 and named.lr_for(logit) == pytest.approx(0.04)
+    # the class units' step size is in their key, so a new ratio never serves old images
+    from atlas.cache import entry_key
+    monkeypatch.setitem(RECIPES, "test-two-steps-b", replace(RECIPES["test-two-steps"], classes=replace(VIEWS, lr=0.025)))
+    other = settings.replace(recipe="test-two-steps-b")
+    assert entry_key("m", "fp", logit, settings) != entry_key("m", "fp", logit, other)
+    assert settings.recipe_for(channel) == other.recipe_for(channel)
 
 
-def test_a_class_unit_renders_at_its_own_step_size(tiny, cpu):
+def test_a_class_unit_renders_at_its_own_step_size(tiny, cpu, monkeypatch):
     logit = Unit(tiny.output_layer, 3, "logit")
-    RECIPES["test-slow-classes"] = replace(VIEWS, classes=replace(VIEWS, lr=0.02))
-    RECIPES["test-slow"] = replace(VIEWS, lr=0.02)
-    try:
-        settings = Settings(size=32, steps=6, precision="fp32")
-        (a,), (b,), (c,) = (render_batch(tiny, [logit], settings.replace(recipe=r), cpu)
-                            for r in ("test-slow-classes", "test-slow", "views"))
-        assert np.array_equal(a.images[0], b.images[0]) and not np.array_equal(a.images[0], c.images[0])
-        from atlas.build import entry_meta  # and its page says so
-        assert entry_meta(tiny, a, settings.replace(recipe="test-slow-classes"), "cpu")["settings"]["lr"] == 0.02
-    finally:
-        del RECIPES["test-slow-classes"], RECIPES["test-slow"]
+    monkeypatch.setitem(RECIPES, "test-slow-classes", replace(VIEWS, classes=replace(VIEWS, lr=0.02)))
+    monkeypatch.setitem(RECIPES, "test-slow", replace(VIEWS, lr=0.02))
+    settings = Settings(size=32, steps=6, precision="fp32")
+    (a,), (b,), (c,) = (render_batch(tiny, [logit], settings.replace(recipe=r), cpu)
+                        for r in ("test-slow-classes", "test-slow", "views"))
+    assert np.array_equal(a.images[0], b.images[0]) and not np.array_equal(a.images[0], c.images[0])
+    from atlas.build import entry_meta  # and its page says so
+    assert entry_meta(tiny, a, settings.replace(recipe="test-slow-classes"), "cpu")["settings"]["lr"] == 0.02
