@@ -66,10 +66,12 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
     with make_writer(background) as writer:
         for results in render(model, work, settings, device, size, photos):
-            results = [_retry(model, r.unit, settings, device, photos) if r.error else r
-                       for r in results if r.unit in todo]
-            stored = [(plan.keys[r.unit], entry_meta(model, r, settings, where), [] if r.error else list(r.images))
-                      for r in results]
+            # Each result beside the settings it rendered under: a retry's step size is smaller.
+            tried = [_retry(model, r.unit, settings, device, photos) if r.error else (r, settings)
+                     for r in results if r.unit in todo]
+            results = [r for r, _ in tried]
+            stored = [(plan.keys[r.unit], entry_meta(model, r, used, where), [] if r.error else list(r.images))
+                      for r, used in tried]
             writer.submit(lambda stored=stored: [cache.store(cache_root, *item) for item in stored])
             summary.failed += [r.unit.label for r in results if r.error]
             summary.rendered += sum(1 for r in results if not r.error)
@@ -115,10 +117,11 @@ def _peak_memory(model: Model, units: list[Unit], settings: Settings, device: to
 
 
 def _retry(model: Model, unit: Unit, settings: Settings, device: torch.device,
-           photos: dict | None = None) -> Rendered:
-    """Render a diverged unit alone once more with a smaller learning rate."""
+           photos: dict | None = None) -> tuple[Rendered, Settings]:
+    """Render a diverged unit alone once more with a smaller learning rate; the
+    result and the settings it rendered under (what its page must show)."""
     gentler = settings.replace(lr=settings.lr * RETRY_LR_FACTOR)
-    return render_batch(model, [unit], gentler, device, **({"photos": photos} if photos else {}))[0]
+    return render_batch(model, [unit], gentler, device, **({"photos": photos} if photos else {}))[0], gentler
 
 
 def entry_meta(model: Model, result: Rendered, settings: Settings, device: str) -> dict:

@@ -152,3 +152,21 @@ def test_diverged_units_are_retried_then_marked_failed(tiny, cpu, tmp_path, monk
     (entry,) = cache.scan(tmp_path)
     assert entry.meta["status"] == "failed" and not entry.image_paths
     assert make_plan(tiny, [Unit("features.5", 0)], FAST, tmp_path).todo  # failures are retried next build
+
+
+def test_a_unit_that_renders_on_its_retry_records_the_smaller_step(tiny, cpu, tmp_path, monkeypatch):
+    import atlas.build as build_module
+    import atlas.optvis.render as render_module
+    from atlas.optvis.render import Rendered
+
+    def diverging(model, units, settings, device):
+        return [Rendered(u, (np.zeros((32, 32, 3), np.uint8),), (float("nan"),), (float("nan"),), None, 0.0,
+                         "the optimization diverged (NaN or Inf)") for u in units]
+
+    monkeypatch.setattr(render_module, "render_batch", diverging)  # only the first try diverges
+    unit = Unit("features.5", 0)
+    summary = render_plan(tiny, make_plan(tiny, [unit], FAST, tmp_path), FAST, tmp_path, cpu)
+    assert summary.rendered == 1 and not summary.failed
+    (entry,) = cache.scan(tmp_path)
+    assert entry.meta["status"] == "ok" and entry.image_paths
+    assert entry.meta["settings"]["lr"] == pytest.approx(FAST.lr_for(unit) * build_module.RETRY_LR_FACTOR)
