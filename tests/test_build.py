@@ -5,8 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
+import atlas.build as build_module
+import atlas.optvis.render as render_module
 from atlas import cache
 from atlas.build import render_plan
+from atlas.optvis.render import Rendered
 from atlas.selection import Selection, select_units
 from atlas.errors import AtlasError
 from atlas.plan import batches, make_plan, parse_indices, parse_shard, parse_unit, shard
@@ -135,17 +138,15 @@ def test_corrupt_entry_is_detected_and_rendered_again(tiny, cpu, tmp_path):
     assert cache.load(tmp_path, plan.keys[units[0]]) is not None
 
 
+def _diverging(model, units, settings, device):
+    """A render_batch stand-in whose every unit diverges."""
+    return [Rendered(u, (np.zeros((32, 32, 3), np.uint8),), (float("nan"),), (float("nan"),), None, 0.0,
+                     "the optimization diverged (NaN or Inf)") for u in units]
+
+
 def test_diverged_units_are_retried_then_marked_failed(tiny, cpu, tmp_path, monkeypatch):
-    import atlas.build as build_module
-    import atlas.optvis.render as render_module
-    from atlas.optvis.render import Rendered
-
-    def diverging(model, units, settings, device):
-        return [Rendered(u, (np.zeros((32, 32, 3), np.uint8),), (float("nan"),), (float("nan"),), None, 0.0,
-                         "the optimization diverged (NaN or Inf)") for u in units]
-
-    monkeypatch.setattr(render_module, "render_batch", diverging)  # the first try
-    monkeypatch.setattr(build_module, "render_batch", diverging)  # the retry
+    monkeypatch.setattr(render_module, "render_batch", _diverging)  # the first try
+    monkeypatch.setattr(build_module, "render_batch", _diverging)  # the retry
     plan = make_plan(tiny, [Unit("features.5", 0)], FAST, tmp_path)
     summary = render_plan(tiny, plan, FAST, tmp_path, cpu)
     assert summary.failed == ["features.5[0]"] and summary.rendered == 0
@@ -155,15 +156,7 @@ def test_diverged_units_are_retried_then_marked_failed(tiny, cpu, tmp_path, monk
 
 
 def test_a_unit_that_renders_on_its_retry_records_the_smaller_step(tiny, cpu, tmp_path, monkeypatch):
-    import atlas.build as build_module
-    import atlas.optvis.render as render_module
-    from atlas.optvis.render import Rendered
-
-    def diverging(model, units, settings, device):
-        return [Rendered(u, (np.zeros((32, 32, 3), np.uint8),), (float("nan"),), (float("nan"),), None, 0.0,
-                         "the optimization diverged (NaN or Inf)") for u in units]
-
-    monkeypatch.setattr(render_module, "render_batch", diverging)  # only the first try diverges
+    monkeypatch.setattr(render_module, "render_batch", _diverging)  # only the first try diverges
     unit = Unit("features.5", 0)
     summary = render_plan(tiny, make_plan(tiny, [unit], FAST, tmp_path), FAST, tmp_path, cpu)
     assert summary.rendered == 1 and not summary.failed
