@@ -18,7 +18,8 @@ from .errors import AtlasError
 RECIPE_VERSION = 2
 
 PARAMS = ("fourier", "pixel", "phase")
-OPTIMIZERS = ("adam", "nadam")  # torch.optim.Adam, torch.optim.NAdam
+# Recipe.optimizer names -> the torch.optim class each stands for (named, so settings need no torch).
+OPTIMIZERS = {"adam": "Adam", "nadam": "NAdam"}
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 from .. import device as devices
 from ..models import Model, normalize
 from ..plan import batch_key, batches
-from ..settings import Settings
+from ..settings import OPTIMIZERS, Settings
 from ..kinds import Context
 from ..units import Unit
 from . import objectives, param, transforms
@@ -48,7 +48,6 @@ class Rendered:
 
 
 TOP_LABELS = 5
-OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "nadam": torch.optim.NAdam}  # by Recipe.optimizer (settings.OPTIMIZERS)
 
 
 def render(model: Model, units: list[Unit], settings: Settings, device: torch.device,
@@ -139,7 +138,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         layers |= spread.layers
 
     rates = learning_rates(settings, first)
-    optimizer = OPTIMIZER_CLASSES[recipe.optimizer]([params], lr=rates[0])
+    optimizer = getattr(torch.optim, OPTIMIZERS[recipe.optimizer])([params], lr=rates[0])
     curve = torch.zeros(settings.steps, len(items), device=device)
     for step in range(settings.steps):
         optimizer.param_groups[0]["lr"] = rates[step]
