@@ -114,6 +114,11 @@ def _log_prob(rows, ctx):
     return objectives.class_log_probability(rows[0].layer, _index(rows))
 
 
+def _log_odds(rows, ctx):
+    from .optvis import objectives
+    return objectives.class_log_odds(rows[0].layer, _index(rows))
+
+
 def _deepdream(rows, ctx):
     from .optvis import objectives
     return objectives.deepdream(rows[0].layer)
@@ -136,6 +141,7 @@ register(Kind("neuron", "neuron", _neuron, layouts=SPATIAL))
 register(Kind("logit", "class logit", _channel, layouts=frozenset({"flat"}), is_class=True, plain=True))
 register(Kind("prob", "class probability", _prob, layouts=frozenset({"flat"}), is_class=True))
 register(Kind("logsoftmax", "class log-probability", _log_prob, layouts=frozenset({"flat"}), is_class=True))
+register(Kind("logodds", "class log-odds", _log_odds, layouts=frozenset({"flat"}), is_class=True))
 register(Kind("deepdream", "DeepDream", _deepdream, layouts=SPATIAL, whole_layer=True, page="layer"))
 register(Kind("direction", "direction", _direction, page="own", params=("seed", "weights"),
               title=lambda u: f"{u.layer} direction {u.index}"))

@@ -23,7 +23,7 @@ class Selection:
     classes: str = "all"  # "all", "reference", "none" or indices/ranges like 1,3,10-20
     units: tuple[str, ...] = ()  # extra LAYER:INDEX units, or "reference" for the reference table
     objective: str = "channel"  # channel or neuron, for conv units
-    class_objective: str = "logit"  # logit or prob, for class units
+    class_objective: str = "logit"  # a class kind (kinds.names(is_class=True)), for class units
     negative: bool = False  # also render each unit's negative
     diversity: int = 1  # > 1: also render that many diverse images of each unit
     directions: int = 0  # also render N random directions (mixes of channels) of each selected layer

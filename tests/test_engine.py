@@ -125,6 +125,7 @@ def test_same_settings_and_seed_give_the_same_image(tiny, cpu):
     Unit("classifier.3", 4, "logit"),
     Unit("classifier.3", 4, "prob"),
     Unit("classifier.3", 4, "logsoftmax"),
+    Unit("classifier.3", 4, "logodds"),
     Unit("features.5", 1, "channel", negative=True),
     Unit("features.5", 1, "channel", diversity=3),
     Unit("classifier.3", 4, "logit", diversity=2),
@@ -154,6 +155,20 @@ def test_log_probability_is_the_logit_less_the_log_sum_exp(tiny):
     score = objectives.class_log_probability("classifier.3", index)(acts)
     expected = out[torch.arange(2), index] - out.logsumexp(1)
     assert torch.allclose(score, expected, atol=1e-5) and (score < 0).all()
+
+
+def test_log_odds_is_log_p_over_one_minus_p_and_keeps_its_gradient(tiny):
+    acts = activations(tiny, torch.rand(2, 3, 32, 32), {"classifier.3"})
+    index = torch.tensor([4, 7])
+    p = torch.softmax(acts["classifier.3"].double(), 1)[torch.arange(2), index]
+    score = objectives.class_log_odds("classifier.3", index)(acts)
+    assert torch.allclose(score.double(), (p / (1 - p)).log(), atol=1e-4)
+    # Where the model is already sure, the target's logit still counts in full
+    # (the log-softmax's gradient there is 1 - p, almost nothing).
+    sure = torch.zeros(1, 10, requires_grad=True)
+    sure_acts = {"out": sure + torch.tensor([[20.0] + [0.0] * 9])}
+    objectives.class_log_odds("out", 0)(sure_acts).sum().backward()
+    assert sure.grad[0, 0] == 1.0 and torch.allclose(sure.grad[0, 1:].sum(), torch.tensor(-1.0))
 
 
 def test_objectives_compose(tiny):

@@ -29,9 +29,9 @@ def test_registry_rejects_an_unknown_objective_with_a_clear_error():
 
 
 def test_every_kind_is_one_entry_with_its_facts():
-    assert set(kinds.KINDS) >= {"channel", "neuron", "logit", "prob", "logsoftmax", "deepdream", "direction",
+    assert set(kinds.KINDS) >= {"channel", "neuron", "logit", "prob", "logsoftmax", "logodds", "deepdream", "direction",
                                 "caricature"}
-    assert kinds.names(is_class=True) == ("logit", "prob", "logsoftmax")
+    assert kinds.names(is_class=True) == ("logit", "prob", "logsoftmax", "logodds")
     assert kinds.kind("deepdream").whole_layer and kinds.kind("deepdream").page == "layer"
     with pytest.raises(AtlasError, match="does not apply to classifier.3"):
         kinds.check_layout("neuron", "classifier.3", "flat")

@@ -84,6 +84,20 @@ def class_log_probability(layer: str, index) -> Objective:
     return Objective(score, frozenset([layer]))
 
 
+def class_log_odds(layer: str, index) -> Objective:
+    """The log-odds of one class, log p / (1 - p): its logit minus the log-sum-exp
+    of the others. Raising it pushes the strongest rivals down, as the log-softmax
+    does, but its gradient never fades: the target's logit always counts in full."""
+    def score(acts):
+        out = acts[layer].float()
+        rows = torch.arange(out.shape[0], device=out.device)
+        target = _as_index(index, out)
+        rivals = out.clone()
+        rivals[rows, target] = float("-inf")
+        return out[rows, target] - torch.logsumexp(rivals, dim=1)
+    return Objective(score, frozenset([layer]))
+
+
 def deepdream(layer: str) -> Objective:
     """Mean squared activation of the whole layer."""
     return Objective(lambda acts: acts[layer].float().pow(2).flatten(1).mean(1), frozenset([layer]))
