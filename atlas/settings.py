@@ -47,6 +47,11 @@ class Recipe:
     # color_shift_end at the last (None: fixed). Fading it to 0 lets the last steps
     # optimize the colours the image is shown in: a channel tuned to a hue stays tuned.
     color_shift_end: float | None = None
+    # Gaussian noise of this standard deviation (pixel values in [0, 1]) is added to
+    # every crop (Ghiasi et al. 2022), its bound moving linearly to noise_end (None:
+    # fixed), so no single pixel's exact value carries the objective.
+    noise: float = 0.0
+    noise_end: float | None = None
     lr: float = 0.05  # the optimizer's step size, unless the settings name another (--lr)
     lr_schedule: str = "constant"  # or "cosine": the learning rate falls to a tenth by the last step
     optimizer: str = "adam"  # or "nadam": Adam with Nesterov momentum (one of OPTIMIZERS)
@@ -84,7 +89,7 @@ class Recipe:
 
 
 # Knobs added after atlases were cached, with the value that means "off".
-LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "color_shift_end": None, "lr": 0.05, "lr_schedule": "constant",
+LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "color_shift_end": None, "noise": 0.0, "noise_end": None, "lr": 0.05, "lr_schedule": "constant",
                "optimizer": "adam", "smoothness": 0.0, "classes": None}
 
 

@@ -53,6 +53,32 @@ def test_colour_shift_can_fade_to_nothing_over_the_run():
     assert fading[100:, :, 5:].abs().max() <= 0.05 + 1e-6 < fixed[100:, :, 5:].abs().max()
 
 
+def test_noise_draws_after_everything_else_and_adds_a_window_of_the_field_scaled_by_sigma():
+    shifted = replace(VIEWS, color_shift=0.1)
+    recipe = replace(shifted, noise=0.2, noise_end=0.0)
+    before, params = _draw(shifted), _draw(recipe)
+    assert torch.equal(params[..., :11], before)  # the same crops and colours as without noise
+    sigma, where = params[..., 11], params[..., 12:]
+    assert torch.allclose(sigma[0], torch.full_like(sigma[0], 0.2)) and torch.equal(sigma[-1], torch.zeros_like(sigma[-1]))
+    assert where.min() >= 0 and where.max() < 1
+
+    generator = torch.Generator().manual_seed(3)
+    field = transforms.noise_field(recipe, 32, generator)
+    side = transforms.output_size(recipe, 32)
+    assert field.shape == (3, 2 * side, 2 * side) and transforms.noise_field(shifted, 32, generator) is None
+    image, step = torch.rand(1, 3, 32, 32), params[None, 0].clone()
+    step[..., 11] = 0.0
+    quiet = transforms.apply(recipe, image, step, field[None])
+    assert torch.allclose(quiet, transforms.apply(shifted, image, step[..., :11]))  # sigma 0: no noise
+    step[..., 11], step[..., 12:] = 0.5, 0.0  # the top-left window, at half strength
+    noisy = transforms.apply(recipe, image, step, field[None])
+    assert torch.allclose(noisy - quiet, 0.5 * field[:, :side, :side].expand_as(quiet), atol=1e-5)
+    step[..., 12:] = 0.999  # the bottom-right window still lies inside the field
+    assert transforms.apply(recipe, image, step, field[None]).shape == quiet.shape
+    with pytest.raises(ValueError, match="noise_field"):
+        transforms.apply(recipe, image, step)
+
+
 def test_cosine_schedule_falls_from_lr_to_a_tenth(monkeypatch):
     settings, unit = Settings(size=32, steps=11, lr=0.05), Unit("features.5", 1)
     assert learning_rates(settings, unit) == [0.05] * 11
@@ -64,7 +90,8 @@ def test_cosine_schedule_falls_from_lr_to_a_tenth(monkeypatch):
 
 @pytest.mark.parametrize("knobs", [{"min_crop": 1.0, "min_crop_end": 0.3}, {"color_shift": 0.1},
                                    {"color_shift": 0.1, "color_shift_end": 0.0},
-                                   {"lr_schedule": "cosine"}, {"smoothness": 5.0}, {"optimizer": "nadam"}])
+                                   {"lr_schedule": "cosine"}, {"smoothness": 5.0}, {"optimizer": "nadam"},
+                                   {"noise": 0.1, "noise_end": 0.0}, {"color_shift": 0.1, "noise": 0.1}])
 def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs, monkeypatch):
     monkeypatch.setitem(RECIPES, "test-knob", replace(VIEWS, **knobs))
     settings = Settings(size=32, steps=8, precision="fp32", recipe="test-knob")

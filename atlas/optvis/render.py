@@ -123,6 +123,8 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     generators = [torch.Generator().manual_seed(image_seed(settings, u, c)) for u, c in items]
     params = torch.stack([image_param.init(g) for g in generators]).to(device).requires_grad_()
     view_params = torch.stack([transforms.draw(recipe, settings.steps, g) for g in generators]).to(device)
+    fields = [transforms.noise_field(recipe, settings.size, g) for g in generators]
+    noise = torch.stack(fields).to(device) if fields[0] is not None else None
     per_image = recipe.views
 
     context = Context(model, device, precision, photos or {})
@@ -145,7 +147,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         optimizer.zero_grad(set_to_none=True)
         image = image_param.to_image(params)
         # Views are resampled to a side the model's input rule allows (ViT: exactly 224).
-        x = normalize(model, transforms.apply(recipe, image, view_params[:, step]))
+        x = normalize(model, transforms.apply(recipe, image, view_params[:, step], noise))
         x = x.contiguous(memory_format=torch.channels_last)
         with redirected_relus(model.module, step < settings.redirect_steps), devices.autocast(device, precision):
             acts = activations(model, x, layers)

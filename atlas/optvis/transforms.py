@@ -6,12 +6,13 @@ A recipe (settings.Recipe) decides what the model sees of an image:
          0.90..1.10, rotate -10..10 degrees, jitter 4; one view per step.
   crops  several random square crops per step, from half the frame to all of
          it, mirrored and slightly rotated, edges reflected, each resampled to
-         a fixed view size; the objective is averaged over them.
+         a fixed view size, their colours shifted and pixel noise added where
+         the recipe says; the objective is averaged over them.
 
 Every view is one affine map, so a step's views cost a single `grid_sample`.
-The random draws for every step are made up front from each image's own
-generator: a unit's noise does not depend on which other units share its
-batch, and the loop has no per-step Python work.
+The random draws for every step (and a recipe's noise field) are made up front
+from each image's own generator: a unit's views do not depend on which other
+units share its batch, and the loop has no per-step Python work.
 """
 
 from __future__ import annotations
@@ -36,12 +37,25 @@ def draw(recipe: Recipe, steps: int, generator: torch.Generator) -> torch.Tensor
     return _draw_crops(recipe, steps, generator)
 
 
-def apply(recipe: Recipe, images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+def noise_field(recipe: Recipe, size: int, generator: torch.Generator) -> torch.Tensor | None:
+    """[3, 2s, 2s] standard Gaussian noise (s: the side of a view) that one image's
+    views take windows of, drawn after its views; None where the recipe adds no noise.
+    Drawn once, so the loop needs no random numbers of its own."""
+    if not (recipe.noise and recipe.transforms == "crops"):
+        return None
+    side = 2 * output_size(recipe, size)
+    return torch.randn((3, side, side), generator=generator)
+
+
+def apply(recipe: Recipe, images: torch.Tensor, params: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Views [B*views, 3, h, w] of a batch [B, 3, H, W] from params [B, views, P]; differentiable.
-    The views of image b are rows b*views ... b*views + views - 1."""
+    The views of image b are rows b*views ... b*views + views - 1. `noise` [B, 3, 2h, 2w]
+    holds each image's noise field where the recipe adds noise."""
     if recipe.transforms == "lucid":
         return _apply_lucid(images, params[:, 0])
-    return _apply_crops(images, params, output_size(recipe, images.shape[-1]))
+    if recipe.noise and noise is None:
+        raise ValueError("this recipe adds noise: pass each image's noise_field")
+    return _apply_crops(recipe, images, params, output_size(recipe, images.shape[-1]), noise)
 
 
 def output_size(recipe: Recipe, size: int) -> int:
@@ -73,10 +87,12 @@ def _apply_lucid(images: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
 
 
 def _draw_crops(recipe: Recipe, steps: int, generator: torch.Generator) -> torch.Tensor:
-    """[steps, views, 5 (+6)]: crop side (fraction of the image), centre x and y
+    """[steps, views, 5 (+6) (+3)]: crop side (fraction of the image), centre x and y
     (normalized, keeping the crop inside the frame), angle in radians, mirror
-    sign; with a colour shift, a gain and an offset per channel. Colour draws
-    come after the geometric ones, so recipes without them draw what they always did."""
+    sign; with a colour shift, a gain and an offset per channel; with noise, its
+    standard deviation and where the view's window of the noise field lies (x, y
+    in [0, 1)). Each group is drawn after the ones before it, so recipes without
+    the later knobs draw what they always did."""
     shape = (steps, recipe.views)
     uniform = lambda: torch.rand(shape, generator=generator)  # noqa: E731
     smallest = _ramp(recipe.min_crop, recipe.min_crop_end, steps)[:, None]
@@ -89,6 +105,9 @@ def _draw_crops(recipe: Recipe, steps: int, generator: torch.Generator) -> torch
         bound = _ramp(recipe.color_shift, recipe.color_shift_end, steps)[:, None, None]
         colour = (2 * torch.rand((*shape, 6), generator=generator) - 1) * bound
         params = torch.cat([params, colour], dim=2)
+    if recipe.noise:
+        sigma = _ramp(recipe.noise, recipe.noise_end, steps)[:, None, None].expand(*shape, 1)
+        params = torch.cat([params, sigma, torch.rand((*shape, 2), generator=generator)], dim=2)
     return params
 
 
@@ -98,7 +117,8 @@ def _ramp(start: float, end: float | None, steps: int) -> torch.Tensor:
     return torch.full((steps,), start) if end is None else torch.linspace(start, end, steps)
 
 
-def _apply_crops(images: torch.Tensor, params: torch.Tensor, size: int) -> torch.Tensor:
+def _apply_crops(recipe: Recipe, images: torch.Tensor, params: torch.Tensor, size: int,
+                 noise: torch.Tensor | None) -> torch.Tensor:
     b, views, count = params.shape
     flat = params.reshape(b * views, count)
     side, centre_x, centre_y, angle, mirror = flat[:, :5].unbind(1)
@@ -106,10 +126,28 @@ def _apply_crops(images: torch.Tensor, params: torch.Tensor, size: int) -> torch
     grid = F.affine_grid(theta.to(images.dtype), (b * views, 3, size, size), align_corners=False)
     crops = F.grid_sample(images.repeat_interleave(views, dim=0), grid, mode="bilinear",
                           padding_mode="reflection", align_corners=False)
-    if count == 5:
-        return crops
-    gain, offset = (1 + flat[:, 5:8]).view(-1, 3, 1, 1), flat[:, 8:11].view(-1, 3, 1, 1)
-    return ((crops - 0.5) * gain + 0.5 + offset).to(crops.dtype)
+    rest = flat[:, 5:]
+    if recipe.color_shift:
+        gain, offset = (1 + rest[:, 0:3]).view(-1, 3, 1, 1), rest[:, 3:6].view(-1, 3, 1, 1)
+        crops = ((crops - 0.5) * gain + 0.5 + offset).to(crops.dtype)
+        rest = rest[:, 6:]
+    if recipe.noise:
+        crops = crops + _noise_windows(noise, rest, views, size).to(crops.dtype)
+    return crops
+
+
+def _noise_windows(fields: torch.Tensor, draws: torch.Tensor, views: int, size: int) -> torch.Tensor:
+    """[N, 3, size, size]: for every view, its image's noise field [B, 3, 2 size, 2 size]
+    seen through a size x size window placed by the view's draws (sigma, x, y),
+    scaled by sigma."""
+    n, device = draws.shape[0], fields.device
+    image = torch.arange(n, device=device) // views
+    span = torch.arange(size, device=device)
+    top, left = ((draws[:, i] * (fields.shape[-1] - size + 1)).long() for i in (2, 1))
+    rows, cols = top[:, None] + span, left[:, None] + span
+    channel = torch.arange(3, device=device)
+    windows = fields[image[:, None, None, None], channel[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]]
+    return windows * draws[:, 0].view(-1, 1, 1, 1)
 
 
 def _theta(zoom, angle, shift_x, shift_y, mirror) -> torch.Tensor:
