@@ -137,6 +137,22 @@ CANDIDATES = {
     # Round six: the step size's trend (0.05 -> 0.03 -> 0.02, each better at 512 steps) one step further.
     "settle-lr0.015": Candidate(replace(_settle, lr=0.015)),
     "settle-lr0.01": Candidate(replace(_settle, lr=0.01)),
+    # Round seven, aimed at the keyboard (a warped grid of keys, read as a jigsaw puzzle),
+    # bikini and corn (read as its synonym "ear"); none moved the keyboard (BENCHMARKS.md).
+    # Crops rotated less (the same draws scaled, so the crops are otherwise settle's):
+    "settle-angle0": Candidate(replace(_settle, max_angle=0.0)),
+    "settle-angle5": Candidate(replace(_settle, max_angle=5.0)),
+    # The class's log-odds (logit less the log-sum-exp of the others): pushes the subject's
+    # strongest rivals down without the log-softmax's fading gradient. Clears corn's "ear",
+    # but strips the missile of what it shares with "projectile": behind on the hard ten.
+    "settle-logodds": Candidate(_settle, objective="logodds"),
+    # Noise ensembling (Ghiasi et al. 2022): Gaussian pixel noise on every crop, fading
+    # from 0.15 to nothing. More classes out of the top 5.
+    "settle-noise": Candidate(replace(_settle, noise=0.15, noise_end=0.0)),
+    # The model sees keys at 3/4 of their size in every view. One view at 1.06 (the same
+    # pixels per step as two at 3/4: behind), and two at full size (1.5x a step: level).
+    "settle-one-view": Candidate(replace(_settle, views=1, view_scale=1.06)),
+    "settle-full-size": Candidate(replace(_settle, view_scale=1.0)),
 }
 
 
