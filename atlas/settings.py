@@ -71,6 +71,10 @@ class Recipe:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if (self.noise or self.noise_end) and self.transforms != "crops":
+            raise ValueError("pixel noise is added to crops: it needs the crops transforms")
+        if self.noise < 0 or (self.noise_end or 0) < 0:
+            raise ValueError("a noise level is a standard deviation: it must be >= 0")
         if self.classes is not None and self.classes.views != self.views:
             raise ValueError("a recipe's class views must share its number of views")
 
@@ -89,8 +93,8 @@ class Recipe:
 
 
 # Knobs added after atlases were cached, with the value that means "off".
-LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "color_shift_end": None, "noise": 0.0, "noise_end": None, "lr": 0.05, "lr_schedule": "constant",
-               "optimizer": "adam", "smoothness": 0.0, "classes": None}
+LATER_KNOBS = {"min_crop_end": None, "color_shift": 0.0, "color_shift_end": None, "noise": 0.0, "noise_end": None,
+               "lr": 0.05, "lr_schedule": "constant", "optimizer": "adam", "smoothness": 0.0, "classes": None}
 
 
 _VIEWS = Recipe("crops", views=2, min_crop=0.5, flip=True, view_scale=0.75)

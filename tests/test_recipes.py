@@ -1,5 +1,5 @@
-"""Recipe knobs beyond the named recipes: crop-size schedules, colour shifts, step sizes and
-their schedules (per kind of unit), optimizers."""
+"""Recipe knobs beyond the named recipes: crop-size schedules, colour shifts, pixel noise, step
+sizes and their schedules (per kind of unit), optimizers."""
 
 from dataclasses import replace
 
@@ -77,6 +77,10 @@ def test_noise_draws_after_everything_else_and_adds_a_window_of_the_field_scaled
     assert transforms.apply(recipe, image, step, field[None]).shape == quiet.shape
     with pytest.raises(ValueError, match="noise_field"):
         transforms.apply(recipe, image, step)
+    with pytest.raises(ValueError, match="needs the crops transforms"):
+        replace(RECIPES["lucid"], noise=0.1)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        replace(VIEWS, noise=-0.1)
 
 
 def test_cosine_schedule_falls_from_lr_to_a_tenth(monkeypatch):

@@ -41,7 +41,7 @@ def noise_field(recipe: Recipe, size: int, generator: torch.Generator) -> torch.
     """[3, 2s, 2s] standard Gaussian noise (s: the side of a view) that one image's
     views take windows of, drawn after its views; None where the recipe adds no noise.
     Drawn once, so the loop needs no random numbers of its own."""
-    if not (recipe.noise and recipe.transforms == "crops"):
+    if not recipe.noise:
         return None
     side = 2 * output_size(recipe, size)
     return torch.randn((3, side, side), generator=generator)
