@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from .units import Unit
 
 SPATIAL = frozenset({"nchw", "nhwc", "tokens"})
-EVERY_LAYOUT = SPATIAL | {"flat"}
+FLAT = frozenset({"flat"})  # layout names: the flat one alone (class logit layers)
+EVERY_LAYOUT = SPATIAL | FLAT
 
 
 @dataclass
@@ -94,29 +95,13 @@ def _index(rows):
     return torch.tensor([u.index for u in rows])
 
 
-def _channel(rows, ctx):
-    from .optvis import objectives
-    return objectives.channel(rows[0].layer, _index(rows))
-
-
-def _neuron(rows, ctx):
-    from .optvis import objectives
-    return objectives.neuron(rows[0].layer, _index(rows))
-
-
-def _prob(rows, ctx):
-    from .optvis import objectives
-    return objectives.class_probability(rows[0].layer, _index(rows))
-
-
-def _log_prob(rows, ctx):
-    from .optvis import objectives
-    return objectives.class_log_probability(rows[0].layer, _index(rows))
-
-
-def _log_odds(rows, ctx):
-    from .optvis import objectives
-    return objectives.class_log_odds(rows[0].layer, _index(rows))
+def _per_row(name: str):
+    """The builder of an objective that takes the batch's layer and one index per
+    row: `optvis.objectives.<name>(layer, indices)`."""
+    def build(rows, ctx):
+        from .optvis import objectives
+        return getattr(objectives, name)(rows[0].layer, _index(rows))
+    return build
 
 
 def _deepdream(rows, ctx):
@@ -136,12 +121,12 @@ def _caricature(rows, ctx):
     return caricature_objective(rows, ctx)
 
 
-register(Kind("channel", "channel", _channel, plain=True))
-register(Kind("neuron", "neuron", _neuron, layouts=SPATIAL))
-register(Kind("logit", "class logit", _channel, layouts=frozenset({"flat"}), is_class=True, plain=True))
-register(Kind("prob", "class probability", _prob, layouts=frozenset({"flat"}), is_class=True))
-register(Kind("logsoftmax", "class log-probability", _log_prob, layouts=frozenset({"flat"}), is_class=True))
-register(Kind("logodds", "class log-odds", _log_odds, layouts=frozenset({"flat"}), is_class=True))
+register(Kind("channel", "channel", _per_row("channel"), plain=True))
+register(Kind("neuron", "neuron", _per_row("neuron"), layouts=SPATIAL))
+register(Kind("logit", "class logit", _per_row("logit"), layouts=FLAT, is_class=True, plain=True))
+register(Kind("prob", "class probability", _per_row("class_probability"), layouts=FLAT, is_class=True))
+register(Kind("logsoftmax", "class log-probability", _per_row("class_log_probability"), layouts=FLAT, is_class=True))
+register(Kind("logodds", "class log-odds", _per_row("class_log_odds"), layouts=FLAT, is_class=True))
 register(Kind("deepdream", "DeepDream", _deepdream, layouts=SPATIAL, whole_layer=True, page="layer"))
 register(Kind("direction", "direction", _direction, page="own", params=("seed", "weights"),
               title=lambda u: f"{u.layer} direction {u.index}"))

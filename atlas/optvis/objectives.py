@@ -94,7 +94,7 @@ def class_log_odds(layer: str, index) -> Objective:
         target = _as_index(index, out)
         rivals = out.clone()
         rivals[rows, target] = float("-inf")
-        return out[rows, target] - torch.logsumexp(rivals, dim=1)
+        return _pick(out, target) - torch.logsumexp(rivals, dim=1)
     return Objective(score, frozenset([layer]))
 
 
