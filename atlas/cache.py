@@ -20,7 +20,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import secrets
 import warnings
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from PIL import Image
 
 from .errors import AtlasError
 from .settings import RECIPE_VERSION, Settings
+from .store.files import atomic_write, records
 from .units import Unit
 
 
@@ -102,10 +102,8 @@ def load(root: Path, key: str) -> Entry | None:
 
 def scan(root: Path) -> Iterator[Entry]:
     """Every readable entry in the cache; corrupt ones warn and are skipped."""
-    for path in sorted((Path(root) / "entries").glob("*/*.json")):
-        entry = _read(Path(root), path)
-        if entry is not None:
-            yield entry
+    for _, entry in records(Path(root) / "entries", "*/*.json", lambda path: _read(Path(root), path)):
+        yield entry
 
 
 def _read(root: Path, meta_path: Path) -> Entry | None:
@@ -137,50 +135,9 @@ def store_model_card(root: Path, card: dict) -> None:
 
 
 def load_model_cards(root: Path) -> list[dict]:
-    cards = []
-    for path in sorted((Path(root) / "models").glob("*.json")):
-        try:
-            cards.append(json.loads(path.read_bytes()))
-        except ValueError:
-            warnings.warn(f"unreadable model card {path.name}; skipped", CorruptEntryWarning, stacklevel=2)
-    return cards
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so readers see the old file or the new one, never half."""
-    try:
-        replace_file(path, data)
-    except OSError as err:
-        raise AtlasError(f"cannot write {path}: {err.strerror or err}") from err
-
-
-def replace_file(path: Path, data: bytes, fsync: bool = True) -> None:
-    """`atomic_write` raising OSError. `fsync=False` for files that can be made again
-    (site images): it skips the flush to disk that costs milliseconds a file."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def temp_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is renamed to `path`:
-    hidden, unique, and recognizable by `is_temp` (what `atlas gc` collects)."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-
-
-def is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
+    found = records(Path(root) / "models", "*.json", lambda path: json.loads(path.read_bytes()),
+                    CorruptEntryWarning, "model card")
+    return [card for _, card in found]
 
 
 def _png_bytes(image: np.ndarray) -> bytes:

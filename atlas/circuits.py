@@ -14,32 +14,25 @@ the L2 norm of that spatial pattern; its sum says whether a excites or inhibits 
 One pass serves every target channel of a pair: the network runs once up to the
 source layer, whose output is then broadcast to one row per target channel plus
 a free perturbation of each row; one backward pass gives every row its channel's
-weights. Results are cached per (model weights, layer pair) under
-`<cache>/circuits/<key>.npz`: they depend on the weights alone, so rendering
-settings never invalidate them.
+weights. `atlas.connections` decides which pairs a build needs and caches
+each (`atlas.store.circuits`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import io
-import json
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import joblib
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cache
+from . import layouts
 from .models import OUTPUT, Model
+from .store.circuits import Pair
 
-CIRCUITS_VERSION = 1
-FOLDER = "circuits"
 MAX_WINDOW = 7      # side of the stored spatial pattern, in source-map pixels
 MIN_MAP = 7         # the pair is probed at the smallest input whose maps are at least this wide
 PROBE_SIDES = (16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320)
@@ -67,19 +60,6 @@ def linear_functions():
             setattr(owner, name, function)
 
 
-@dataclass
-class Pair:
-    """The expanded weights of one (source, target) pair, as cached."""
-    source: str
-    target: str
-    norm: np.ndarray        # [target channels, source channels]: L2 norm of each spatial pattern
-    total: np.ndarray       # [target channels, source channels]: its sum (> 0: excites)
-    heat: np.ndarray        # [target, source, h, w] the pattern around the centre (h = w = 0 for flat targets)
-    skipped: str = ""       # why no weights were computed for this pair (then the arrays are empty)
-    seconds: float = 0.0
-    size: int = 0           # input side the pair was probed at
-
-
 def linearized(module: nn.Module) -> nn.Module:
     """A copy of `module` that is linear in its input (see the module docstring)."""
     linear = copy.deepcopy(module)
@@ -95,98 +75,6 @@ def linearized(module: nn.Module) -> nn.Module:
     linear.eval()
     linear.requires_grad_(False)
     return linear
-
-
-def skip_reason(model: Model, source: str, target: str) -> str:
-    """Why expanded weights do not apply to a pair ("" when they do)."""
-    from .spec import family_of
-
-    if family_of(model.module).blocks:
-        return "connections are computed for convnets only: attention and layer norm are not linear"
-    src, dst = model.layer(source), model.layer(target)
-    if src.layout.kind != "nchw":
-        return f"{source} is a {src.layout} layer; connections need conv maps"
-    if dst.layout.kind not in ("nchw", "flat"):
-        return f"{target} is a {dst.layout} layer; connections need conv maps"
-    if src.position >= dst.position:
-        return f"{source} does not come before {target}"
-    return ""
-
-
-def pair_key(model: Model, source: str, target: str) -> str:
-    return joblib.hash({"model": model.name, "weights": model.fingerprint, "source": source, "target": target,
-                        "version": CIRCUITS_VERSION, "max_window": MAX_WINDOW, "min_map": MIN_MAP})
-
-
-def load_pair(root: Path, key: str) -> Pair | None:
-    path = Path(root) / FOLDER / f"{key}.npz"
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            return Pair(meta["source"], meta["target"], data["norm"], data["total"], data["heat"],
-                        meta.get("skipped", ""), float(meta.get("seconds", 0)), int(meta.get("size", 0)))
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def store_pair(root: Path, key: str, model: str, fingerprint: str, pair: Pair) -> None:
-    meta = {"model": model, "fingerprint": fingerprint, "source": pair.source, "target": pair.target,
-            "skipped": pair.skipped, "seconds": pair.seconds, "size": pair.size, "version": CIRCUITS_VERSION}
-    buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)), norm=pair.norm.astype(np.float32),
-             total=pair.total.astype(np.float32), heat=pair.heat.astype(np.float16))
-    cache.atomic_write(Path(root) / FOLDER / f"{key}.npz", buffer.getvalue())
-
-
-def scan(root: Path) -> dict[tuple[str, str, str, str], Pair]:
-    """Every cached pair: (model, fingerprint, source, target) -> Pair."""
-    found = {}
-    for path in sorted((Path(root) / FOLDER).glob("*.npz")):
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(str(data["meta"]))
-        except (OSError, KeyError, ValueError):
-            continue
-        pair = load_pair(root, path.stem)
-        if pair is not None:
-            found[(meta["model"], meta["fingerprint"], pair.source, pair.target)] = pair
-    return found
-
-
-def rendered_pairs(model: Model, units) -> list[tuple[str, str]]:
-    """Consecutive rendered layers (by forward order) with channel units, and the deepest
-    rendered conv layer to the class logits when class units are rendered."""
-    layers = sorted({u.layer for u in units if not u.kind.is_class and u.kind.page == "unit"},
-                    key=lambda name: model.layer(name).position)
-    pairs = list(zip(layers, layers[1:]))
-    convs = [name for name in layers if model.layer(name).kind == "conv"]
-    if convs and any(u.kind.is_class for u in units):
-        pairs.append((convs[-1], model.output_layer))
-    return pairs
-
-
-def connect(model: Model, pairs: list[tuple[str, str]], root: Path, device: torch.device,
-            chunk: int | None = None) -> tuple[int, float]:
-    """Compute and cache every pair not cached yet; return (pairs computed, seconds)."""
-    todo = [(s, t, pair_key(model, s, t)) for s, t in pairs]
-    todo = [(s, t, k) for s, t, k in todo if load_pair(root, k) is None]
-    if not todo:
-        return 0, 0.0
-    start = time.perf_counter()
-    net = linearized(model.module).to(device).float()
-    stride = strides(model, net, device) if any(not skip_reason(model, s, t) for s, t, _ in todo) else {}
-    for source, target, key in todo:
-        reason = skip_reason(model, source, target)
-        pair = (_empty(source, target, reason) if reason else
-                expanded_weights(model, net, source, target, device, chunk or (256 if device.type == "cuda" else 128),
-                                 stride))
-        store_pair(root, key, model.name, model.fingerprint, pair)
-    return len(todo), time.perf_counter() - start
-
-
-def _empty(source: str, target: str, reason: str) -> Pair:
-    none = np.zeros((0, 0), np.float32)
-    return Pair(source, target, none, none, np.zeros((0, 0, 0, 0), np.float16), skipped=reason)
 
 
 class _Reached(Exception):
@@ -216,7 +104,7 @@ def expanded_weights(model: Model, net: nn.Module, source: str, target: str, dev
             widen = False
             grad = _gradients(net, modules, x.expand(rows, -1, -1, -1), source, target, first, rows)
         if box is None:
-            box = _window(grad) if model.layer(target).layout.kind != "flat" else None
+            box = _window(grad) if model.layer(target).layout.spatial else None
         flat = grad.flatten(2)
         norms.append(flat.norm(dim=2).cpu())
         totals.append(flat.sum(dim=2).cpu())
@@ -225,7 +113,8 @@ def expanded_weights(model: Model, net: nn.Module, source: str, target: str, dev
             heats.append(grad[:, :, top:top + side, left:left + side].to(torch.float16).cpu())
     norm, total = torch.cat(norms).numpy(), torch.cat(totals).numpy()
     heat = torch.cat(heats).numpy() if heats else np.zeros((*norm.shape, 0, 0), np.float16)
-    return Pair(source, target, norm, total, heat, seconds=time.perf_counter() - start, size=size)
+    return Pair(source, target, norm, total, heat, seconds=time.perf_counter() - start, size=size,
+                model=model.name, fingerprint=model.fingerprint)
 
 
 def _gradients(net, modules, x, source, target, first, rows) -> torch.Tensor:
@@ -293,7 +182,7 @@ def strides(model: Model, net: nn.Module, device: torch.device) -> dict[str, flo
     side = model.spec.rule.model_size(min(model.spec.crop_size, 224))
     modules = dict(net.named_modules())
     found: dict[str, float] = {}
-    names = [l.name for l in model.layers if l.layout.kind == "nchw" and l.name in modules]
+    names = [l.name for l in model.layers if l.layout == layouts.NCHW and l.name in modules]
     hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: found.__setitem__(n, side / o.shape[-1]))
              for n in names]
     try:
@@ -310,7 +199,7 @@ def probe_size(model: Model, source: str, target: str, stride: dict[str, float])
     are at least MIN_MAP wide, so the centre's pattern is not cut by the border; for a
     flat target (class logits, whose pattern is not stored: pooling spreads it evenly),
     the smallest that gives the source a map at all."""
-    flat = target == OUTPUT or model.layer(target).layout.kind == "flat"
+    flat = target == OUTPUT or not model.layer(target).layout.spatial
     wanted = stride.get(source, 1) if flat else MIN_MAP * max(stride.get(source, 1), stride.get(target, 1))
     side = next((s for s in PROBE_SIDES if s >= wanted), PROBE_SIDES[-1])
     return model.spec.rule.model_size(side)

@@ -15,10 +15,6 @@ from . import kinds
 from .errors import AtlasError
 from .settings import PARAMS, PRECISIONS, RECIPE_HELP, RECIPES
 
-# The objectives a user picks by name: the registry's kinds that need no parameters.
-UNIT_KINDS = tuple(n for n, k in kinds.KINDS.items() if not k.is_class and not k.params)
-CLASS_KINDS = kinds.names(is_class=True)
-
 DEFAULT_CACHE = Path(os.environ.get("ATLAS_CACHE") or
                      Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atlas")
 
@@ -92,8 +88,8 @@ def layers(model, weights):
 @click.option("--channels", type=click.IntRange(min=0), help="Only the first N channels of each layer (0: none).")
 @click.option("--classes", help="Class indices/ranges like 1,3,10-20, or all, reference, none.")
 @click.option("--units", "unit_specs", multiple=True, help="Single units LAYER:INDEX (repeatable, comma lists).")
-@click.option("--objective", type=click.Choice(list(UNIT_KINDS)), help="Objective of conv units.")
-@click.option("--class-objective", type=click.Choice(list(CLASS_KINDS)), help="Objective of class units.")
+@click.option("--objective", type=click.Choice(list(kinds.UNIT_KINDS)), help="Objective of conv units.")
+@click.option("--class-objective", type=click.Choice(list(kinds.CLASS_KINDS)), help="Objective of class units.")
 @click.option("--negative/--no-negative", default=None, help="Also render each unit's negative image.")
 @click.option("--diversity", type=click.IntRange(min=0, max=64), help="Also render N diverse images per unit.")
 @click.option("--directions", type=click.IntRange(min=0, max=1000), default=0,
@@ -169,12 +165,13 @@ class ClickReporter:
 @_site_budget_option
 def render_site(cache_dir, out, site_budget):
     """Rebuild the website from the cache alone (no model needed)."""
-    from .pipeline import check_writable, publish
+    from .site.write import publish
+    from .store.files import check_writable
 
     if not (cache_dir / "models").is_dir():
         raise AtlasError(f"no atlas cache at {cache_dir}: run `atlas build MODEL` first")
     check_writable(out, "output dir")
-    click.echo(f"site: {publish(cache_dir, out, site_budget, ClickReporter())}")
+    click.echo(f"site: {publish(cache_dir, out, site_budget, ClickReporter().say)}")
 
 
 @main.command()

@@ -143,6 +143,19 @@ def default_batch_size(device: torch.device, settings: Settings) -> int:
     return max(1, CPU_VIEWS_PER_BATCH // views)
 
 
+def batch_size_from_probes(free_bytes: float, probes: list[tuple[int, int]], views_per_image: int) -> int:
+    """Images per batch from two measured probes, (views, peak bytes) each, small then large:
+    their difference is the memory of one more view, apart from what any batch needs
+    (cuDNN workspaces, the weights' casts)."""
+    (small_views, small_peak), (large_views, large_peak) = probes
+    if large_views > small_views and large_peak > small_peak:
+        per_view = (large_peak - small_peak) / (large_views - small_views)
+        fixed = max(0.0, small_peak - per_view * small_views)
+    else:  # one unit in the group: count everything as per-view (a conservative size)
+        per_view, fixed = large_peak / large_views, 0.0
+    return batch_size_from_memory(free_bytes, per_view, views_per_image, fixed)
+
+
 def batch_size_from_memory(free_bytes: float, bytes_per_view: float, views_per_image: int,
                            fixed_bytes: float = 0.0, margin: float = MEMORY_MARGIN,
                            cap: int = MAX_BATCH) -> int:

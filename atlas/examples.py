@@ -15,48 +15,22 @@ channels (and layers) share the same image and box, and store it only once.
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import time
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
+from PIL import Image
 
-from . import cache
-from .errors import AtlasError
+from . import photos
 from .models import Model, normalize
 from .optvis.hooks import activations
+from .store import examples as stored
+from .store.examples import Example, LayerExamples
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
-EXAMPLES_VERSION = 1
+MIN_CROP = 32    # px: the smallest receptive field still worth looking at
 CROP_SIDE = 112  # px of the stored crops (JPEG)
-MIN_CROP = 32  # px: the smallest receptive field still worth looking at
-CROPS_DIR = "crops"  # <cache>/examples/crops/<sha256>.jpg, shared by every layer's results
-
-
-@dataclass(frozen=True)
-class Example:
-    file: str  # relative to the dataset folder
-    value: float  # the unit's objective on the image
-    box: tuple[int, int, int, int]  # crop (left, top, right, bottom) in model-input pixels
-    crop: str  # stored crop, relative to the cache's examples folder
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Every image under `folder` (an ImageFolder tree or a flat folder), sorted."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise AtlasError(f"--examples {folder} is not a folder of images")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not paths:
-        raise AtlasError(f"no images (jpg, png, webp, bmp) under {folder}")
-    return paths
 
 
 def dataset_fingerprint(folder: Path, paths: list[Path]) -> str:
@@ -64,33 +38,19 @@ def dataset_fingerprint(folder: Path, paths: list[Path]) -> str:
     return joblib.hash(stats)
 
 
-def examples_key(model: Model, layer: str, dataset: str, k: int, size: int) -> str:
-    return joblib.hash({"model": model.name, "weights": model.fingerprint, "layer": layer,
-                        "dataset": dataset, "k": k, "size": size, "version": EXAMPLES_VERSION})
+def view_side(model: Model) -> tuple[int, int]:
+    """(crop, resize): the side natural images are shown to the model at, and the
+    shorter side they are first resampled to, in the ratio of the model's own evaluation."""
+    size = model.input_size
+    return size, round(size * model.spec.resize_size / model.spec.crop_size)
 
 
-def _path(root: Path, key: str) -> Path:
-    return Path(root) / "examples" / f"{key}.json"
-
-
-def load_layer(root: Path, key: str) -> dict | None:
+def preprocess(path: Path, model: Model) -> torch.Tensor | None:
+    """The model's evaluation view of the image at `path`, [3, S, S] in [0, 1]; None when unreadable."""
     try:
-        return json.loads(_path(root, key).read_bytes())
-    except FileNotFoundError:
+        return photos.as_tensor(photos.model_view(path, *view_side(model)))
+    except photos.UnreadableImage:
         return None
-    except ValueError:
-        return None  # a torn or corrupt file: compute again
-
-
-def preprocess(path: Path, size: int) -> torch.Tensor | None:
-    """ImageNet evaluation view: shorter side to size/0.875, centre crop of size; [0, 1]."""
-    try:
-        with Image.open(path) as image:
-            tensor = TF.pil_to_tensor(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError):
-        return None
-    tensor = TF.resize(tensor, int(size / 0.875), antialias=True)
-    return TF.center_crop(tensor, size).float() / 255
 
 
 def receptive_field(model: Model, layer: str, size: int, device: torch.device) -> int:
@@ -118,11 +78,11 @@ def find_examples(model: Model, layers: list[str], folder: Path, root: Path, dev
     Returns ({layer: stored result}, images per second of the pass; 0 if all cached).
     """
     folder = Path(folder)
-    paths = list_images(folder)
+    paths = photos.list_images(folder)
     size = model.input_size
     dataset = dataset_fingerprint(folder, paths)
-    keys = {layer: examples_key(model, layer, dataset, k, size) for layer in layers}
-    results = {layer: load_layer(root, key) for layer, key in keys.items()}
+    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, dataset, k, size) for layer in layers}
+    results = {layer: stored.load(root, key) for layer, key in keys.items()}
     missing = [layer for layer, result in results.items() if result is None]
     if not missing:
         return results, 0.0
@@ -132,7 +92,7 @@ def find_examples(model: Model, layers: list[str], folder: Path, root: Path, dev
     start = time.perf_counter()
     seen = 0
     for first in range(0, len(paths), batch_size):
-        loaded = [(i, preprocess(p, size)) for i, p in enumerate(paths[first:first + batch_size], first)]
+        loaded = [(i, preprocess(p, model)) for i, p in enumerate(paths[first:first + batch_size], first)]
         loaded = [(i, t) for i, t in loaded if t is not None]
         if not loaded:
             continue
@@ -186,19 +146,16 @@ def _store_layer(model, layer, key, best, grid, paths, folder, root, size, devic
             box = _box(positions[channel, rank].tolist(), grid, side, size)
             if (image_id, box) not in crops:
                 if image_id not in views:
-                    views[image_id] = preprocess(paths[image_id], size)
+                    views[image_id] = preprocess(paths[image_id], model)
                 view = views[image_id]
                 crop = (view[:, box[1]:box[3], box[0]:box[2]] * 255).round().to(torch.uint8)
-                crops[(image_id, box)] = _store_crop(root, _jpeg(crop))
+                crops[(image_id, box)] = stored.store_crop(root, _jpeg(crop))
             examples.append(Example(str(paths[image_id].relative_to(folder)), float(values[channel, rank]),
-                                    box, crops[(image_id, box)]).__dict__)
+                                    box, crops[(image_id, box)]))
         channels.append(examples)
-    result = {"model": model.name, "fingerprint": model.fingerprint, "layer": layer, "dataset": str(folder),
-              "dataset_fingerprint": dataset, "images": len(paths), "k": values.shape[1], "size": size,
-              "receptive_field": side, "channels": channels}
-    data = json.dumps(result).encode()
-    cache.atomic_write(_path(root, key), data)
-    return json.loads(data)  # the same plain lists a later cached read gives
+    return stored.store(root, key, LayerExamples(
+        model.name, model.fingerprint, layer, str(folder), dataset, len(paths), int(values.shape[1]), size, side,
+        channels))
 
 
 def _box(position, grid, side, size) -> tuple[int, int, int, int]:
@@ -212,57 +169,8 @@ def _box(position, grid, side, size) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def _store_crop(root: Path, data: bytes) -> str:
-    """Store a crop once, named by its content (relative to the examples folder): the
-    same image and box recur across channels, layers and runs, and a name that is its
-    content's hash is already right wherever it exists."""
-    name = f"{CROPS_DIR}/{hashlib.sha256(data).hexdigest()[:24]}.jpg"
-    path = Path(root) / "examples" / name
-    if not path.exists():
-        cache.atomic_write(path, data)
-    return name
-
-
 def _jpeg(crop: torch.Tensor) -> bytes:
-    image = TF.to_pil_image(crop).resize((CROP_SIDE, CROP_SIDE), Image.LANCZOS)
+    image = Image.fromarray(crop.permute(1, 2, 0).numpy()).resize((CROP_SIDE, CROP_SIDE), Image.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()
-
-
-class UnreadableExamplesWarning(UserWarning):
-    """A stored examples file could not be read; the site leaves it out."""
-
-
-def scan_examples(root: Path) -> dict[tuple[str, str, str], dict]:
-    """The newest stored examples result per (model, fingerprint, layer) in the cache.
-
-    Each value is the stored result as `find_examples` wrote it, plus ``"key"`` (the
-    file's stem, which names its crops' folder). "Newest" is the file written last:
-    a layer redone with other images or another k replaces the old result on the
-    site, which the old one's different key leaves in the cache. Files that cannot
-    be read, or are not shaped like a result, warn and are skipped.
-    """
-    newest: dict[tuple[str, str, str], tuple[tuple[int, str], dict]] = {}
-    for path in sorted((Path(root) / "examples").glob("*.json")):
-        try:
-            when = path.stat().st_mtime_ns
-            result = json.loads(path.read_bytes())
-            if not isinstance(result, dict):
-                raise ValueError("not a JSON object")
-            ident = tuple(result[name] for name in ("model", "fingerprint", "layer"))
-            if not all(isinstance(part, str) for part in ident):
-                raise ValueError("model, fingerprint and layer must be strings")
-            channels = result["channels"]
-            if not isinstance(channels, list) or not all(isinstance(c, list) for c in channels):
-                raise ValueError("channels is not a list of lists")
-        except FileNotFoundError:
-            continue  # replaced or removed while we looked
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            warnings.warn(f"unreadable dataset examples {path.name} ({err or type(err).__name__}); skipped",
-                          UnreadableExamplesWarning, stacklevel=2)
-            continue
-        order = (when, path.stem)
-        if ident not in newest or order > newest[ident][0]:
-            newest[ident] = (order, {**result, "key": path.stem})
-    return {ident: result for ident, (_, result) in newest.items()}

@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import cache
+from .store.examples import named_crops
+from .store.files import is_temp
 
 DEFAULT_MIN_AGE = 3600.0   # seconds; far longer than any gap between an entry's images and its metadata
 
@@ -81,7 +82,7 @@ def _entries_folder(folder: Path, take, report: GcReport) -> None:
     is listed, so an entry that lands meanwhile names its images before they are judged."""
     images: dict[str, list[Path]] = {}
     for path in folder.iterdir():
-        if path.suffix == ".png" and not cache.is_temp(path.name):
+        if path.suffix == ".png" and not is_temp(path.name):
             images.setdefault(path.name.split(".")[0], []).append(path)
     for key, paths in sorted(images.items()):
         named = _named_images(folder / f"{key}.json")
@@ -108,7 +109,7 @@ def _named_images(meta_path: Path) -> set[str] | None:
 def _temp_files(root: Path):
     for folder, _, names in os.walk(root):
         for name in names:
-            if cache.is_temp(name):
+            if is_temp(name):
                 yield Path(folder) / name
 
 
@@ -118,18 +119,11 @@ def _unreferenced_crops(root: Path):
     examples = root / "examples"
     if not examples.is_dir():
         return
-    named: set[Path] = set()
-    for path in examples.glob("*.json"):
-        try:
-            result = json.loads(path.read_bytes())
-            named.update((examples / item["crop"]).resolve()
-                         for shown in result["channels"] for item in shown)
-        except FileNotFoundError:
-            continue
-        except (OSError, ValueError, KeyError, TypeError):
-            return
+    named = named_crops(root)
+    if named is None:
+        return
     for folder, _, names in os.walk(examples):
         for name in names:
             path = Path(folder) / name
-            if path.suffix == ".jpg" and not cache.is_temp(name) and path.resolve() not in named:
+            if path.suffix == ".jpg" and not is_temp(name) and path.resolve() not in named:
                 yield path

@@ -21,6 +21,8 @@ from . import device as devices
 from .models import Model, normalize
 from .optvis.hooks import activations
 from .optvis.render import top_labels
+from .photos import as_tensor
+from .store.files import atomic_write
 
 
 def missing(root: Path, keys) -> list[cache.Entry]:
@@ -50,10 +52,10 @@ def backfill(model: Model, entries: list[cache.Entry], root: Path, device: torch
             mine = torch.stack([probs[i] for i, owner in enumerate(owners) if owner == n])
             meta = {**entry.meta, "labels": [list(pair) for pair in top_labels(mine.mean(0))]}
             path = Path(root) / "entries" / entry.key[:2] / f"{entry.key}.json"
-            cache.atomic_write(path, json.dumps(meta, indent=1, sort_keys=True).encode())
+            atomic_write(path, json.dumps(meta, indent=1, sort_keys=True).encode())
     return len(entries)
 
 
 def _pixels(path: Path) -> torch.Tensor:
     with Image.open(path) as image:
-        return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1).float() / 255
+        return as_tensor(np.asarray(image.convert("RGB")))

@@ -12,40 +12,68 @@ their grid. Every objective (channel = mean over the map, neuron = its centre,
 DeepDream, diversity) and the dataset examples read that one shape, so they
 work on every layout unchanged: a channel of a token layer is the mean over
 patch tokens with CLS excluded, as Ghiasi et al. (2022) visualize ViT features.
+
+
+This module imports no torch at load time (it only calls tensor methods, and
+`detect` imports `torch.nn` when it runs), so the objective registry and the
+site can name layouts without loading torch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 # Most leading non-patch tokens a layout accepts (CLS plus a few registers).
 MAX_PREFIX = 8
+
+
+class Arrangement(StrEnum):
+    """Where an output keeps its channels; the values are what model cards store."""
+    NCHW = "nchw"      # maps, channels first
+    NHWC = "nhwc"      # maps, channels last
+    TOKENS = "tokens"  # [B, N, C]: prefix tokens, then patches row by row
+    FLAT = "flat"      # [B, C]: one vector
+
+
+SPATIAL = frozenset({Arrangement.NCHW, Arrangement.NHWC, Arrangement.TOKENS})
+EVERY = SPATIAL | {Arrangement.FLAT}
 
 
 @dataclass(frozen=True)
 class Layout:
     """How one layer's output holds its channels."""
 
-    kind: str  # "nchw", "nhwc", "tokens" or "flat"
+    kind: Arrangement
     prefix: int = 0  # tokens only: leading tokens that are not patches (CLS, registers)
+
+    def __post_init__(self):
+        object.__setattr__(self, "kind", Arrangement(self.kind))
 
     @property
     def spatial(self) -> bool:
         """Whether the output has positions (a map or patches), not just one vector."""
-        return self.kind != "flat"
+        return self.kind in SPATIAL
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether channels are the last dimension (NHWC maps and tokens)."""
+        return self.kind in (Arrangement.NHWC, Arrangement.TOKENS)
 
     def channels(self, output: torch.Tensor) -> int:
-        return int(output.shape[-1] if self.kind in ("nhwc", "tokens") else output.shape[1])
+        return int(output.shape[-1] if self.channels_last else output.shape[1])
 
     def to_maps(self, output: torch.Tensor) -> torch.Tensor:
         """`[B, C, H, W]` for spatial layouts, `[B, C]` for flat ones."""
-        if self.kind == "nhwc":
+        if self.kind == Arrangement.NHWC:
             return output.permute(0, 3, 1, 2)
-        if self.kind == "tokens":
+        if self.kind == Arrangement.TOKENS:
             patches = output[:, self.prefix:]
             b, n, c = patches.shape
             side = math.isqrt(n)
@@ -54,22 +82,18 @@ class Layout:
         return output
 
     def __str__(self) -> str:
-        if self.kind == "tokens":
+        if self.kind == Arrangement.TOKENS:
             return f"tokens+{self.prefix}" if self.prefix else "tokens"
-        return self.kind.upper() if self.kind != "flat" else "flat"
+        return self.kind.upper() if self.kind != Arrangement.FLAT else "flat"
 
 
-NCHW = Layout("nchw")
-NHWC = Layout("nhwc")
-FLAT = Layout("flat")
+NCHW = Layout(Arrangement.NCHW)
+NHWC = Layout(Arrangement.NHWC)
+FLAT = Layout(Arrangement.FLAT)
 
 
 def tokens(prefix: int = 0) -> Layout:
-    return Layout("tokens", prefix)
-
-
-# Modules whose output puts features in the last dimension of any tensor.
-_FEATURES_LAST = (nn.Linear, nn.LayerNorm)
+    return Layout(Arrangement.TOKENS, prefix)
 
 
 def detect(module: nn.Module, output: torch.Tensor, batch: int, previous: Layout | None) -> Layout | None:
@@ -82,6 +106,9 @@ def detect(module: nn.Module, output: torch.Tensor, batch: int, previous: Layout
     construction) or the previous map layer in forward order (an activation
     after a channels-last Linear) decides.
     """
+    import torch
+    from torch import nn
+
     if not isinstance(output, torch.Tensor) or output.dim() < 2 or output.shape[0] != batch:
         return None
     if output.dim() == 2:
@@ -94,7 +121,9 @@ def detect(module: nn.Module, output: torch.Tensor, batch: int, previous: Layout
         return NCHW
     first, second = output.shape[2] == output.shape[3], output.shape[1] == output.shape[2]
     if first and second:
-        return NHWC if isinstance(module, _FEATURES_LAST) or previous == NHWC else NCHW
+        # Linear and LayerNorm put features in the last dimension of any tensor.
+        features_last = isinstance(module, (nn.Linear, nn.LayerNorm))
+        return NHWC if features_last or previous == NHWC else NCHW
     if first:
         return NCHW
     if second:

@@ -196,7 +196,7 @@ def catalog(module: nn.Module, spec: ModelSpec | None = None) -> tuple[tuple[Lay
         layout = layouts.detect(m, output, 1, previous[0])
         if layout is not None and name not in seen:
             seen[name] = (m, output, layout)
-            if layout.kind in ("nchw", "nhwc"):
+            if layout in (layouts.NCHW, layouts.NHWC):
                 previous[0] = layout
 
     handles = [m.register_forward_hook(watch) for m in names]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import tempfile
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
@@ -23,9 +22,12 @@ from . import device as devices
 from . import plan as plans
 from .errors import AtlasError
 from .models import Model, load_model, to_device
+from .photos import list_images
 from .presets import preset as preset_named
 from .selection import Selection, select_units
 from .settings import Settings
+from .site.write import publish as publish_site
+from .store.files import check_writable
 from .text import format_duration
 
 Advance = Callable[[int], None]
@@ -122,7 +124,7 @@ def settings_of(request: BuildRequest, device, model: Model | None = None) -> Se
     natively. With `model`, a picture side it can never take is an error naming its input rule."""
     chosen = preset_named(request.preset)
     size = _pick(request.size, chosen, "size")
-    if model is not None and size is not None and model.spec.rule.kind != "free":
+    if model is not None and size is not None and not model.spec.rule.free:
         model.spec.check_picture(size, model.name)  # else Settings' own range check speaks
     given = {"size": size, "steps": _pick(request.steps, chosen, "steps"),
              "lr": request.lr, "param": request.param, "seed": request.seed,
@@ -143,11 +145,9 @@ def check_request(request: BuildRequest) -> None:
     if request.write_site and not request.dry_run:
         check_writable(request.out, "output dir")
     if request.examples_dir is not None:
-        from .examples import list_images
-        list_images(request.examples_dir)  # a bad folder fails now, not after the render
+        list_images(request.examples_dir, "--examples")  # a bad folder fails now, not after the render
     if request.caricatures_dir is not None:
-        from .caricatures import list_photos
-        list_photos(request.caricatures_dir, request.caricature_photos)
+        list_images(request.caricatures_dir, "--caricatures")
 
 
 def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildResult:
@@ -223,9 +223,9 @@ def _normalized(request: BuildRequest) -> BuildRequest:
 
 
 def find_examples(model: Model, layers: list[str], request: BuildRequest, device, reporter: Reporter) -> None:
-    from .examples import find_examples as find, list_images
+    from .examples import find_examples as find
 
-    with reporter.progress(len(list_images(request.examples_dir)), "dataset examples") as advance:
+    with reporter.progress(len(list_images(request.examples_dir, "--examples")), "dataset examples") as advance:
         _, rate = find(model, layers, request.examples_dir, request.cache_dir, device, request.examples_k,
                        request.batch_size or 32, advance)
     reporter.say(f"dataset examples for {len(layers)} layers: "
@@ -234,7 +234,7 @@ def find_examples(model: Model, layers: list[str], request: BuildRequest, device
 
 def find_connections(model: Model, units: list, request: BuildRequest, device, reporter: Reporter) -> None:
     """Expanded weights between consecutive rendered layers (and the deepest conv to the classes)."""
-    from .circuits import connect, rendered_pairs
+    from .connections import connect, rendered_pairs
 
     pairs = rendered_pairs(model, units)
     if pairs:
@@ -251,42 +251,18 @@ def render_caricatures(model: Model, units: list, request: BuildRequest, setting
     layers = caricature_layers(model, units)
     if not layers:
         return
-    folder = request.caricatures_dir or request.examples_dir
+    folder, option = ((request.caricatures_dir, "--caricatures") if request.caricatures_dir is not None
+                      else (request.examples_dir, "--examples"))
     if request.caricature_steps:
         settings = settings.replace(steps=request.caricature_steps)
     with reporter.progress(len(layers) * request.caricature_photos, "caricatures") as advance:
         summary = render_all(model, layers, folder, request.caricature_photos, settings, request.cache_dir, device,
-                             on_batch=advance)
+                             on_batch=advance, option=option)
     reporter.say(f"caricatures at {len(layers)} layers: rendered {summary.rendered}, from cache {summary.cached}"
                  f", failed {len(summary.failed)} in {format_duration(summary.seconds)}")
 
 
 def publish(cache_dir: Path, out: Path, budget: int | None = None, reporter: Reporter | None = None) -> Path:
-    """Write the site from the cache alone, then say what it weighs by kind of file
-    and warn, with the fix, when it is over `budget` bytes (default: GitHub Pages'
-    1 GB). A disk problem is a one-line error."""
-    from .site import DEFAULT_BUDGET, measure, write_site
-
+    """Write the site from the cache alone and report what it weighs (`atlas.site.write.publish`)."""
     reporter = reporter or PrintReporter()
-    try:
-        index = write_site(cache_dir, out)
-        size = measure(out)
-    except OSError as err:
-        raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
-    reporter.say(f"site size: {size.summary()}")
-    problem = size.over(budget or DEFAULT_BUDGET)
-    if problem:
-        reporter.say(f"warning: {problem}", err=True)
-    return index
-
-
-def check_writable(path: Path, what: str) -> None:
-    """Fail before any rendering, not after hours of it."""
-    if path.exists() and not path.is_dir():
-        raise AtlasError(f"{what} {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as err:
-        raise AtlasError(f"{what} {path} is not writable: {err.strerror or err}") from None
+    return publish_site(cache_dir, out, budget, reporter.say)

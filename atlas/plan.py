@@ -1,7 +1,8 @@
 """From a selection to work: which units, which are cached, in which batches.
 
 Pure functions over units; the only I/O is reading the cache to drop units
-already rendered with the same settings.
+already rendered with the same settings. How units group into batches is
+`atlas.batches`.
 """
 
 from __future__ import annotations
@@ -60,30 +61,6 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def shard(units: list[Unit], k: int, n: int) -> list[Unit]:
     """Shard K of N (1-based): every N-th unit, so each shard gets every layer's share."""
     return units[k - 1::n]
-
-
-def batch_key(unit: Unit) -> tuple:
-    """Units sharing a key run in one batch: one layer, one objective, one truncated forward.
-    A kind may batch across layers (one photo's caricatures: one forward serves them all)
-    and may keep units with different values of a parameter apart (kinds.Kind)."""
-    kind = unit.kind
-    layer = "" if kind.across_layers else unit.layer
-    apart = unit.param(kind.batch_param) if kind.batch_param else None
-    key = (layer, unit.objective, unit.negative, unit.diversity)
-    return key if apart is None else key + (apart,)
-
-
-def batches(units: list[Unit], batch_size: int) -> list[list[Unit]]:
-    """Group units by batch key (in order of first appearance) and cut groups into
-    batches of at most `batch_size` images (a unit with diversity D takes D)."""
-    groups: dict[tuple, list[Unit]] = {}
-    for unit in units:
-        groups.setdefault(batch_key(unit), []).append(unit)
-    result = []
-    for group in groups.values():
-        per_batch = max(1, batch_size // group[0].diversity)
-        result += [group[i:i + per_batch] for i in range(0, len(group), per_batch)]
-    return result
 
 
 @dataclass

@@ -6,7 +6,10 @@ A `Selection` is what a user asks for; `select_units` turns it into the list of
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
+
+import torch
 
 from . import kinds, plan as plans
 from .errors import AtlasError
@@ -31,11 +34,10 @@ class Selection:
 
 
 def select_units(model: Model, selection: Selection) -> list[Unit]:
-    unit_kinds = [n for n, k in kinds.KINDS.items() if not k.is_class and not k.params]
-    if kinds.kind(selection.objective).name not in unit_kinds:
-        raise AtlasError(f"unit objective must be {', '.join(unit_kinds)}, not {selection.objective!r}")
-    if selection.class_objective not in kinds.names(is_class=True):
-        raise AtlasError(f"class objective must be {', '.join(kinds.names(is_class=True))}, "
+    if kinds.kind(selection.objective).name not in kinds.UNIT_KINDS:
+        raise AtlasError(f"unit objective must be {', '.join(kinds.UNIT_KINDS)}, not {selection.objective!r}")
+    if selection.class_objective not in kinds.CLASS_KINDS:
+        raise AtlasError(f"class objective must be {', '.join(kinds.CLASS_KINDS)}, "
                          f"not {selection.class_objective!r}")
     pairs: list[tuple[str, int]] = []
     layers = model.select_layers(selection.layers) if selection.layers != "none" else []
@@ -63,8 +65,22 @@ def select_units(model: Model, selection: Selection) -> list[Unit]:
 
 def _direction(layer, number: int, seed: int) -> dict:
     """The parameters of a layer's `number`-th random direction: its seed and its weights."""
-    drawn = kinds.direction_seed(layer.name, number, seed)
-    return {"seed": drawn, "weights": kinds.random_direction(layer.channels, drawn)}
+    drawn = direction_seed(layer.name, number, seed)
+    return {"seed": drawn, "weights": random_direction(layer.channels, drawn)}
+
+
+def random_direction(channels: int, seed: int) -> tuple[float, ...]:
+    """A unit vector in a layer's channel space, positive and negative weights alike,
+    a function of `seed` alone (rounded so it stores and hashes the same everywhere)."""
+    generator = torch.Generator().manual_seed(seed)
+    vector = torch.randn(channels, generator=generator, dtype=torch.float64)
+    vector = vector / vector.norm()
+    return tuple(round(float(v), 6) for v in vector)
+
+
+def direction_seed(layer: str, number: int, seed: int = 0) -> int:
+    """The seed of a layer's `number`-th random direction."""
+    return zlib.crc32(f"direction|{layer}|{number}|{seed}".encode())
 
 
 def _classes(model: Model, spec: str) -> list[int]:

@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 from . import kinds
 from .errors import AtlasError
 
-# Every objective is an entry of the registry in kinds.py (channel, neuron, logit,
-# prob, deepdream, direction, caricature); these tuples are derived from it.
+# Every objective is an entry of the registry in kinds.py; the order pages list a unit's renders in.
 OBJECTIVES = tuple(kinds.KINDS)
-CLASS_OBJECTIVES = kinds.names(is_class=True)
 
 
 def freeze(value):

@@ -40,6 +40,11 @@ class BackgroundWriter:
         self._raise_if_failed()
         self._jobs.put(job)
 
+    def wait(self) -> None:
+        """Block until every job queued so far has run (or been drained after an error);
+        raises nothing: the error, if any, comes at the next `submit` or at `close`."""
+        self._jobs.join()
+
     def close(self) -> None:
         """Wait for every queued job, then raise the first error, if any."""
         if self._thread.is_alive():
@@ -64,14 +69,17 @@ class BackgroundWriter:
     def _run(self) -> None:
         while True:
             job = self._jobs.get()
-            if job is _STOP:
-                return
-            if self._error is not None:
-                continue  # after a failure, drain without writing more
             try:
-                job()
-            except BaseException as err:  # surfaced to the caller, never swallowed
-                self._error = err
+                if job is _STOP:
+                    return
+                if self._error is not None:
+                    continue  # after a failure, drain without writing more
+                try:
+                    job()
+                except BaseException as err:  # surfaced to the caller, never swallowed
+                    self._error = err
+            finally:
+                self._jobs.task_done()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -84,6 +92,9 @@ class InlineWriter:
 
     def submit(self, job: Callable[[], None]) -> None:
         job()
+
+    def wait(self) -> None:
+        pass
 
     def close(self) -> None:
         pass

@@ -52,7 +52,7 @@ def photo_objectives(model, units: list[Unit], size: int, device) -> list[float]
     """Per unit, the highest channel objective any sample photo reaches."""
     with tempfile.TemporaryDirectory() as folder:
         write_dataset(Path(folder))
-        photos = [t for p in sorted(Path(folder).glob("*.png")) if (t := preprocess(p, size)) is not None]
+        photos = [t for p in sorted(Path(folder).glob("*.png")) if (t := preprocess(p, model)) is not None]
     layers = {u.layer for u in units}
     best = []
     with torch.no_grad():

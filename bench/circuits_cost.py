@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from atlas import circuits
+from atlas import connections
+from atlas.store import circuits as stored_circuits
 from atlas.device import resolve_device
 from atlas.models import load_model, to_device
 from atlas.selection import Selection, select_units
@@ -34,17 +35,17 @@ def main() -> None:
     device = resolve_device(args.device)
     model = to_device(load_model(args.model, args.weights), device)
     units = select_units(model, Selection(layers=args.layers, classes="all"))
-    pairs = circuits.rendered_pairs(model, units)
+    pairs = connections.rendered_pairs(model, units)
     if args.pairs:
         pairs = pairs[-args.pairs:]
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        computed, _ = circuits.connect(model, pairs, Path(root), device)
+        computed, _ = connections.connect(model, pairs, Path(root), device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        files = sorted((Path(root) / circuits.FOLDER).glob("*.npz"))
-        found = circuits.scan(Path(root))
+        files = sorted((Path(root) / stored_circuits.FOLDER).glob("*.npz"))
+        found = stored_circuits.scan(Path(root))
         for (_, _, source, target), pair in found.items():
             print(f"{source:>28} -> {target:<28} {pair.norm.shape[0]:>5} x {pair.norm.shape[1]:<5} "
                   f"window {pair.heat.shape[2]}  input {pair.size:>3} px  {pair.seconds:7.2f} s")

@@ -41,7 +41,8 @@ import torch
 from PIL import Image
 
 from atlas import device as devices
-from atlas.examples import find_examples, list_images
+from atlas.examples import find_examples
+from atlas.photos import list_images
 from atlas.models import load_model, to_device
 
 # Photographs (and photographic textures) that ship inside scikit-image: no download.

@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from atlas import cache
+from atlas.store import circuits as stored_circuits, photos as stored_photos
 from atlas.settings import RECIPE_VERSION, Settings
 from atlas.units import Unit
 
@@ -215,10 +216,9 @@ STRONG_INPUT, INHIBITING_INPUT = 2, 1   # features.12[3]'s strongest rendered in
 
 def add_circuits(root: Path, card: dict, source: str, target: str, targets: int, sources: int,
                  spatial: bool = True) -> None:
-    """Cached expanded weights shaped like `atlas.circuits` stores them; features.12[3] is fed
+    """Cached expanded weights shaped like `atlas.store.circuits` stores them; features.12[3] is fed
     most strongly (of the rendered features.0 channels) by channel 2, which excites it, then
     by channel 1, which inhibits it."""
-    from atlas import circuits
 
     rng = np.random.default_rng(len(source) + targets)
     heat = rng.normal(0, 0.1, (targets, sources, 3, 3) if spatial else (targets, sources, 0, 0))
@@ -228,14 +228,13 @@ def add_circuits(root: Path, card: dict, source: str, target: str, targets: int,
         heat[3, INHIBITING_INPUT, 1, 1] = 0.5
     norm = np.sqrt((heat ** 2).sum((2, 3))) if spatial else np.abs(rng.normal(0, 1, (targets, sources)))
     total = heat.sum((2, 3)) if spatial else rng.normal(0, 1, (targets, sources))
-    pair = circuits.Pair(source, target, norm.astype(np.float32), total.astype(np.float32), heat.astype(np.float16))
-    circuits.store_pair(root, hashlib.md5(f"{card['name']}{source}{target}".encode()).hexdigest(),
-                        card["name"], card["fingerprint"], pair)
+    pair = stored_circuits.Pair(source, target, norm.astype(np.float32), total.astype(np.float32),
+                                heat.astype(np.float16), model=card["name"], fingerprint=card["fingerprint"])
+    stored_circuits.store(root, hashlib.md5(f"{card['name']}{source}{target}".encode()).hexdigest(), pair)
 
 
 def add_photo(root: Path) -> str:
-    from atlas import caricatures
-    return caricatures.store_photo(root, _image(424242, SIZE), f"beach/{HOSTILE}.jpg")
+    return stored_photos.store(root, _image(424242, SIZE), f"beach/{HOSTILE}.jpg")
 
 
 def make_full_vgg16(root: Path, size: int = 64, steps: int = 512, negative: bool = False, pool: int = 61) -> int:

@@ -22,6 +22,8 @@ import pytest
 from atlas.site import make_server, write_site
 from sitefixture import make_cache, make_full_vgg16
 
+pytestmark = pytest.mark.slow   # starts a browser
+
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
 SHOTS = OUTPUT / "screenshots"
 FIRST_VIEW_LIMIT = 2_000_000   # bytes: HTML plus the images a first view loads

@@ -12,7 +12,8 @@ from atlas.build import render_plan
 from atlas.optvis.render import Rendered
 from atlas.selection import Selection, select_units
 from atlas.errors import AtlasError
-from atlas.plan import batches, make_plan, parse_indices, parse_shard, parse_unit, shard
+from atlas.batches import batches
+from atlas.plan import make_plan, parse_indices, parse_shard, parse_unit, shard
 from atlas.settings import RECIPES, Settings
 from atlas.units import Unit
 

@@ -6,11 +6,14 @@ import numpy as np
 import torch
 
 from atlas import caricatures
+from atlas.photos import as_tensor
+from atlas.store import photos as stored_photos
 from atlas.build import render_plan
 from atlas.models import normalize
 from atlas.optvis.hooks import activations
 from atlas.optvis.render import render_batch
-from atlas.plan import batches, make_plan
+from atlas.batches import batches
+from atlas.plan import make_plan
 from atlas.settings import Settings
 from atlas.units import Unit
 
@@ -42,8 +45,8 @@ def _image(result) -> torch.Tensor:
 
 def test_caricature_rises_and_resembles_the_photo_more_than_a_channel_image(tiny, cpu):
     pixels = _photo()
-    key = caricatures.digest(pixels)
-    photo = caricatures.as_tensor(pixels)
+    key = stored_photos.digest(pixels)
+    photo = as_tensor(pixels)
     layer = "features.2"
     (unit,) = caricatures.caricature_units([layer], key)
     (result,) = render_batch(tiny, [unit], SETTINGS, cpu, photos={key: photo})
@@ -57,9 +60,9 @@ def test_caricature_rises_and_resembles_the_photo_more_than_a_channel_image(tiny
 def test_all_layers_of_one_photo_render_as_one_batch(tiny, cpu, tmp_path):
     first, second = _photo(), _photo()[:, ::-1].copy()
     layers = ["features.0", "features.2", "features.5"]
-    units = [u for p in (first, second) for u in caricatures.caricature_units(layers, caricatures.digest(p))]
+    units = [u for p in (first, second) for u in caricatures.caricature_units(layers, stored_photos.digest(p))]
     assert [len(b) for b in batches(units, 64)] == [3, 3]
-    photos = {caricatures.digest(p): caricatures.as_tensor(p) for p in (first, second)}
+    photos = {stored_photos.digest(p): as_tensor(p) for p in (first, second)}
     settings = SETTINGS.replace(steps=3)
     plan = make_plan(tiny, units, settings, tmp_path)
     summary = render_plan(tiny, plan, settings, tmp_path, cpu, batch_size=3, photos=photos)
@@ -76,7 +79,7 @@ def test_render_caricatures_stores_the_photos_and_caches(tiny, cpu, tmp_path):
     summary = caricatures.render_caricatures(tiny, ["features.0", "features.5"], folder, 2, settings,
                                              tmp_path / "cache", cpu)
     assert summary.rendered == 4
-    stored = caricatures.scan_photos(tmp_path / "cache")
+    stored = stored_photos.scan(tmp_path / "cache")
     assert sorted(r["name"] for r in stored.values()) == ["a.png", "b.jpg"]
     again = caricatures.render_caricatures(tiny, ["features.0", "features.5"], folder, 2, settings,
                                            tmp_path / "cache", cpu)

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -116,14 +117,17 @@ def _entry_files(cache: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in (cache / "entries").glob("*/*") if not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_build_killed_with_sigkill_resumes_and_keeps_finished_units(tmp_path):
     cache = tmp_path / "cache"
     args = ["build", TINY, "--classes", "all", "--cache-dir", cache, "--size", "32", "--steps", "40",
             "--precision", "fp32", "--batch-size", "2", "--no-site"]
     process = atlas_process(*args)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(cache.glob("entries/*/*.json"))) < 4:
-        time.sleep(0.05)
+    # Kill once 4 of its 42 entries have landed: a point of progress, not of time. The
+    # build renders 21 batches of 2, so it is still running then (and if it died, say why).
+    while len(list(cache.glob("entries/*/*.json"))) < 4:
+        assert process.poll() is None, f"the build ended before it was killed: {process.stderr.read()}"
+        time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     before = _entry_files(cache)
@@ -140,6 +144,14 @@ def test_build_killed_with_sigkill_resumes_and_keeps_finished_units(tmp_path):
     assert sum(name.endswith(".json") for name in after) == 8 + 8 + 16 + 10
 
 
+def free_port() -> int:
+    """A port nothing listens on now (the OS picks it), for torchrun's rendezvous."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
                     reason="torchrun ships with torch")
 def test_torchrun_two_processes_make_the_same_cache_as_one(tmp_path):
@@ -147,7 +159,7 @@ def test_torchrun_two_processes_make_the_same_cache_as_one(tmp_path):
     single = atlas_process(*common, "--cache-dir", tmp_path / "one")
     assert single.wait(timeout=300) == 0, single.stderr.read()
     torchrun = Path(sys.executable).parent / "torchrun"
-    process = subprocess.run([torchrun, "--nproc-per-node=2", "--master-port", "29517", "-m", "atlas",
+    process = subprocess.run([torchrun, "--nproc-per-node=2", "--master-port", str(free_port()), "-m", "atlas",
                               *map(str, common), "--cache-dir", tmp_path / "two"],
                              cwd=ROOT, capture_output=True, text=True, timeout=300,
                              env={**os.environ, "OMP_NUM_THREADS": "1"})

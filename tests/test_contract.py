@@ -106,6 +106,7 @@ def test_catalog(name):
     assert spec.rule.allowed(spec.crop_size) and spec.class_names and len(spec.class_names) == 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", WHOLE)
 def test_whole_build_renders_a_hidden_unit_and_a_class(name, cpu):
     model = load_model(name, "random")

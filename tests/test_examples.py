@@ -8,6 +8,7 @@ from PIL import Image
 import atlas.examples as examples
 from atlas.examples import find_examples, preprocess
 from atlas.optvis.hooks import activations
+from atlas.photos import list_images
 
 
 def _write_images(folder, count, seed=0):
@@ -34,10 +35,10 @@ def test_top_k_matches_brute_force(small, cpu, tmp_path):
     results, rate = find_examples(small, ["features.5", "classifier.3"], data, tmp_path / "cache", cpu,
                                   k=3, batch_size=4)
     assert rate > 0
-    paths = examples.list_images(data)
+    paths = list_images(data)
     assert len(paths) == 11
     with torch.no_grad():
-        x = torch.stack([preprocess(p, 32) for p in paths])
+        x = torch.stack([preprocess(p, small) for p in paths])
         x = (x - torch.tensor(small.mean).view(1, 3, 1, 1)) / torch.tensor(small.std).view(1, 3, 1, 1)
         acts = activations(small, x, {"features.5", "classifier.3"})
     truth = {"features.5": acts["features.5"].flatten(2).mean(2), "classifier.3": acts["classifier.3"]}

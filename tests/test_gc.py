@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from atlas import cache
@@ -111,6 +112,7 @@ def test_gc_removes_old_orphans_and_temp_files_only(tmp_path):
     assert collect(root, min_age=HOURS).files == 0               # nothing left to do
 
 
+@pytest.mark.slow
 def test_gc_after_a_killed_build_spares_live_entries_and_a_concurrent_build(tmp_path):
     root = tmp_path / "cache"
     killed = interrupted_build("kill", 3, "--layers", "features.5", "--classes", "none", "--channels", "6",

@@ -13,6 +13,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make, as `make test` does")
 def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     out = tmp_path / "check"

@@ -47,7 +47,7 @@ def test_writer_error_reaches_the_caller_at_its_next_submit_or_close():
 
     writer = BackgroundWriter()
     writer.submit(fail)
-    time.sleep(0.05)
+    writer.wait()   # the failing job has run: no race with the next submit
     with pytest.raises(AtlasError, match="disk full"):
         writer.submit(lambda: None)
     writer.close()

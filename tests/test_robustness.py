@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from atlas import cache
+from atlas.store import files
 from atlas.build import render_plan
 from atlas.cli import main
 from atlas.plan import make_plan
@@ -115,17 +115,20 @@ KILL_BUILD = ["build", TINY, "--classes", "all", "--negative", "--size", "32", "
 KILL_UNITS = 2 * (8 + 8 + 16 + 10)  # every channel and class, each also negated: 42 batches of 2
 
 
-def batch_seconds(entries: dict[str, cache.Entry]) -> float:
-    """Steady-state time per batch of an uninterrupted build, from when its entries were stored."""
-    times = sorted(datetime.fromisoformat(e.meta["created"]).timestamp() for e in entries.values())
-    return (times[-1] - times[1]) / (len(times) / 2 - 1)
+def stored(root: Path) -> int:
+    return len(list(root.glob("entries/*/*.json")))
 
 
-def wait_for_new_entry(root: Path, count: int, process: subprocess.Popen) -> None:
-    while len(list(root.glob("entries/*/*.json"))) <= count and process.poll() is None:
-        time.sleep(0.005)
+def wait_for_entries(root: Path, count: int, process: subprocess.Popen, limit: float | None = None) -> None:
+    """Poll until `count` entries are stored (or `limit` seconds passed). The build must be
+    alive throughout: every caller leaves it more work than it waits for."""
+    start = time.perf_counter()
+    while stored(root) < count and (limit is None or time.perf_counter() - start < limit):
+        assert process.poll() is None, f"the build ended early (exit {process.returncode})"
+        time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_resumes_every_time_and_ends_identical(tmp_path):
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     done = subprocess.run([sys.executable, "-m", "atlas", *map(str, KILL_BUILD), "--cache-dir", reference],
@@ -134,13 +137,13 @@ def test_sigkill_at_random_moments_resumes_every_time_and_ends_identical(tmp_pat
     assert done.returncode == 0, done.stderr
     expected = audit(reference)
     assert len(expected) == KILL_UNITS
-    window = 2 * batch_seconds(expected)
 
-    # Kill at random moments of each phase of a build: start-up (imports, model
-    # load, planning); warm-up (model card, first batch, whose first optimizer
-    # pays a one-off ~2 s import); and rendering, up to two batches after this
-    # run stored its first entry (so each such run keeps some work, and a
-    # dozen kills still leave work for the final run).
+    # Kill at random points of each phase of a build, each point defined by the build's
+    # progress, never by a clock: start-up (imports, model load, planning: within the
+    # first second, long before the plan line); warm-up (after the plan line, before this
+    # run's first entry lands); and rendering (once 1 to 4 new entries have landed, odd
+    # counts between the two stores of a batch). Every kill leaves the build work to do,
+    # so it is alive when killed, and a dozen kills still leave work for the final run.
     rng = random.Random(20240606)
     rounds = ["start"] * KILLS_IN_START + ["warm-up"] * KILLS_IN_WARM_UP + ["render"] * KILLS_IN_RENDER
     rng.shuffle(rounds)
@@ -149,17 +152,17 @@ def test_sigkill_at_random_moments_resumes_every_time_and_ends_identical(tmp_pat
         before = entry_files(killed) if killed.exists() else {}
         process = atlas_process(*KILL_BUILD, "--cache-dir", killed, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
+        had = sum(name.endswith(".json") for name in before)
         if phase == "start":
-            time.sleep(rng.uniform(0.05, 1.0))
+            time.sleep(rng.uniform(0.05, 1.0))   # python and torch alone take longer to import
         else:
             line = process.stdout.readline()  # the plan line, printed just before rendering starts
             todo = re.search(r"(\d+) to render", line)
-            assert todo and int(todo[1]) > 0, f"nothing left to kill after {len(log)} kills: {line!r}"
-            if phase == "warm-up":
-                time.sleep(rng.uniform(0, 2.0))
+            assert todo and int(todo[1]) > 6, f"too little left to kill after {len(log)} kills: {line!r}"
+            if phase == "warm-up":   # a random moment before the first new entry, or that entry's landing
+                wait_for_entries(killed, had + 1, process, limit=rng.uniform(0, 2.0))
             else:
-                wait_for_new_entry(killed, sum(name.endswith(".json") for name in before), process)
-                time.sleep(rng.uniform(0, window))
+                wait_for_entries(killed, had + rng.randint(1, 4), process)
         assert process.poll() is None, f"the build ended before kill {len(log) + 1} ({phase}): {log}"
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -401,7 +404,7 @@ def test_disk_failure_gives_one_line_error_and_keeps_the_cache(call, code, after
     before = entry_files(root)
     kept = audit(root)
 
-    monkeypatch.setattr(cache, "os", FailingOs(call, code, after))
+    monkeypatch.setattr(files, "os", FailingOs(call, code, after))
     exit_code, output = run_cli(*common, "--channels", "10")
     monkeypatch.undo()
 

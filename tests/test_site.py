@@ -18,8 +18,8 @@ from PIL import Image
 from atlas import cache
 from atlas.errors import AtlasError
 from atlas.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label
-from atlas.examples import UnreadableExamplesWarning, scan_examples
-from atlas.site import compare_to_examples, curve_plot, format_ratio, make_server, safe_name, write_site
+from atlas.store.examples import UnreadableExamplesWarning, scan as scan_examples
+from atlas.site import compare_to_examples, curve_plot, make_server, safe_name, write_site
 from sitefixture import DEAD_CHANNEL, EXAMPLES_DATASET, HOSTILE_LAYER, add_examples, make_cache
 
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -297,6 +297,14 @@ def _final(fx, layer: str, index: int, objective: str = "channel") -> float:
     return entry.meta["final_objective"]
 
 
+def _shown_ratio(text: str) -> float:
+    """The ratio a page prints beside the render, read back as a number (thousands
+    separators and the typographic minus undone)."""
+    match = re.search(r"<b>([−\d.,]+)×</b> the best natural example", text)
+    assert match, "no ratio shown"
+    return float(match[1].replace(",", "").replace("−", "-"))
+
+
 def test_unit_page_shows_top_examples_and_the_ratio(built):
     fx, site, _ = built
     layers = site / "models/vgg16-a1b2c3/layers"
@@ -307,8 +315,7 @@ def test_unit_page_shows_top_examples_and_the_ratio(built):
     assert values == sorted(values, reverse=True) and values[0] == 2.5
     assert all(src.startswith("../../../../images/examples/") and src.endswith(".jpg") for _, src, _ in shown)
     assert shown[0][0].startswith("n03/photo_021.jpg")           # the source file is the tooltip
-    ratio = _final(fx, "features.12", 3) / 2.5
-    assert f"<b>{format_ratio(ratio)}×</b> the best natural example" in text
+    assert _shown_ratio(text) == pytest.approx(_final(fx, "features.12", 3) / 2.5, rel=0.06, abs=0.006)
     assert text.count("the best natural example") == 2           # beside the render and over the grid
     # Under the main render, before the other variants; the ratio is for the plain channel render only.
     assert text.index("<h2>channel</h2>") < text.index('id="examples"') < text.index("<h2>negative channel</h2>")
@@ -317,8 +324,7 @@ def test_unit_page_shows_top_examples_and_the_ratio(built):
 
     cls = (layers / "classifier.6/1.html").read_text(encoding="utf-8")
     assert len(_examples(cls)) == 5 and "whole images" in cls and "by class logit" in cls
-    ratio = _final(fx, "classifier.6", 1, "logit") / 1.5
-    assert f"<b>{format_ratio(ratio)}×</b> the best natural example" in cls
+    assert _shown_ratio(cls) == pytest.approx(_final(fx, "classifier.6", 1, "logit") / 1.5, rel=0.06, abs=0.006)
 
     failed = (layers / "features.12/105.html").read_text(encoding="utf-8")  # examples, but nothing to compare
     assert len(_examples(failed)) == 9 and 'class="ratio"' not in failed

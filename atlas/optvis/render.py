@@ -19,12 +19,13 @@ import numpy as np
 import torch
 
 from .. import device as devices
+from ..batches import batch_key, batches, cut
 from ..models import Model, normalize
-from ..plan import batch_key, batches
 from ..settings import OPTIMIZERS, Settings
-from ..kinds import Context
 from ..units import Unit
 from . import objectives, param, transforms
+from .builders import build
+from .context import Context
 from .hooks import activations, redirected_relus
 
 
@@ -71,15 +72,9 @@ def render(model: Model, units: list[Unit], settings: Settings, device: torch.de
                     raise
                 devices.empty_cache(device)
                 size = max(1, -(-min(size, len(batch) * batch[0].diversity) // 2))  # half, rounded up
-                pending = [part for b in [batch] + pending for part in _cut(b, size)]
+                pending = [part for b in [batch] + pending for part in cut(b, size)]
                 continue
             yield results
-
-
-def _cut(batch: list[Unit], size: int) -> list[list[Unit]]:
-    """`batch` in pieces of at most `size` images (a unit with diversity D takes D)."""
-    per = max(1, size // batch[0].diversity)
-    return [batch[i:i + per] for i in range(0, len(batch), per)]
 
 
 def image_seed(settings: Settings, unit: Unit, copy: int) -> int:
@@ -90,19 +85,13 @@ def image_seed(settings: Settings, unit: Unit, copy: int) -> int:
     return zlib.crc32(text.encode())
 
 
-def unit_objective(rows: list[Unit], context: Context) -> objectives.Objective:
-    """The score the batch's kind of objective measures, before sign and diversity:
-    the registry's builder (kinds.py) given one unit per row of the batch."""
-    return rows[0].kind.build(rows, context)
-
-
 def diversity_layer(model: Model, unit: Unit) -> str:
     """Where images of one unit are pushed apart: the unit's own layer if it is a
     conv layer or a token / channels-last map, else (class units, vectors) the
     deepest spatial layer of the default selection: a convnet's deepest conv, a
     transformer's last block."""
     layer = model.layer(unit.layer)
-    if layer.kind == "conv" or layer.layout.kind in ("tokens", "nhwc"):
+    if layer.kind == "conv" or layer.layout.channels_last:
         return unit.layer
     spatial = [l for l in model.layers if l.layout.spatial and l.name != model.output_layer]
     return max([l for l in spatial if l.default] or spatial, key=lambda l: l.position).name
@@ -128,7 +117,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     per_image = recipe.views
 
     context = Context(model, device, precision, photos or {})
-    measure = unit_objective([u for u, _ in items for _ in range(per_image)], context)
+    measure = build([u for u, _ in items for _ in range(per_image)], context)
     sign = -1.0 if first.negative else 1.0
     layers = set(measure.layers)
     spread = None
@@ -166,7 +155,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         wanted = set(measure.layers) | {model.output_layer}
         with devices.autocast(device, precision):
             acts = activations(model, normalize(model, images).contiguous(memory_format=torch.channels_last), wanted)
-        final = unit_objective([u for u, _ in items], context)(acts)
+        final = build([u for u, _ in items], context)(acts)
         probs = torch.softmax(acts[model.output_layer].float(), dim=1)
         probability = None
         if first.kind.is_class:

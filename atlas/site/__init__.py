@@ -4,7 +4,8 @@ One module per job:
 
     views       the records templates read (model, layer, unit, render, examples)
     read        cache entries and stored examples -> those records
-    pages       page data: curve plot, reference tables, class index, ratios
+    figures     numbers a record shows: curve plot, ratios, common settings
+    pages       page data from the records: reference tables, class index
     publish     the cache's PNGs -> web images (formats chosen by measurement)
     folder      claiming the output folder, writing pages, removing stale files
     templates   the Jinja environment and its filters
@@ -14,7 +15,8 @@ One module per job:
 """
 
 from .folder import MARKER
-from .pages import class_index, common_settings, compare_to_examples, curve_plot, format_ratio, results_tables
+from .figures import common_settings, compare_to_examples, curve_plot, format_ratio
+from .pages import class_index, results_tables
 from .publish import FULL, THUMB, ImageFormat, publish_images
 from .read import build_models
 from .server import make_server, serve

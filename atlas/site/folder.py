@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from .. import cache
+from ..store.files import is_temp
 from ..errors import AtlasError
 
 MARKER = ".atlas-site"  # proves a folder is ours before we delete stale pages from it
@@ -66,6 +66,6 @@ def remove_stale(out: Path, pages: set[Path], images: set[Path]) -> None:
 def in_flight(path: Path, grace_seconds: float = TEMP_GRACE_SECONDS) -> bool:
     """A temp file young enough that its writer may still be running."""
     try:
-        return cache.is_temp(path.name) and time.time() - path.stat().st_mtime < grace_seconds
+        return is_temp(path.name) and time.time() - path.stat().st_mtime < grace_seconds
     except FileNotFoundError:
         return False

@@ -1,42 +1,17 @@
-"""Page data: what a page shows beyond the view records, computed once per page.
+"""Page data built from the view records: the reference tables and the class index.
 
-The objective curve as SVG points, a model's usual settings, the reference
-tables, the class index, and how a render compares with natural examples.
+Numbers a record shows about itself (curves, ratios, common settings) are
+`figures`, which the records import; this module imports the records.
 """
 
 from __future__ import annotations
 
-import math
-from collections import Counter
 from typing import TYPE_CHECKING
 
-from ..record import number
 from ..reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label, reference_channel_layer
 
 if TYPE_CHECKING:
     from .views import LayerView, ModelView, Render
-
-CURVE_W, CURVE_H, CURVE_POINTS = 360, 120, 240
-
-
-def curve_plot(values: list) -> dict | None:
-    """Polyline points for the objective curve, drawn by the template as inline SVG."""
-    points = [(i, v) for i, v in enumerate(map(number, values)) if v is not None]
-    if len(points) < 2:
-        return None
-    stride = max(1, math.ceil(len(points) / CURVE_POINTS))
-    shown = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
-    lo, hi = min(v for _, v in points), max(v for _, v in points)
-    span, last_step = (hi - lo) or 1.0, points[-1][0] or 1
-    xy = " ".join(f"{i / last_step * CURVE_W:.1f},{(hi - v) / span * CURVE_H:.1f}" for i, v in shown)
-    return {"points": xy, "min": lo, "max": hi, "first": points[0][1], "last": points[-1][1],
-            "steps": len(values), "width": CURVE_W, "height": CURVE_H}
-
-
-def common_settings(renders: list[Render]) -> dict:
-    """The settings most renders of a model used (a build normally uses one set)."""
-    counts = Counter(tuple(sorted(r.settings.items())) for r in renders if r.settings)
-    return dict(counts.most_common(1)[0][0]) if counts else {}
 
 
 def results_tables(model: ModelView) -> dict:
@@ -80,26 +55,3 @@ def class_index(model: ModelView) -> list[dict]:
              "unit": rendered.get(i), "ok": bool(rendered.get(i) and rendered[i].main.ok),
              "called": [unit for _, unit in sorted(called.get(i, []), key=lambda item: -item[0])]}
             for i in range(count)]
-
-
-def compare_to_examples(final: float | None, best: float | None, render_size: int | None = None,
-                        examples_size: int | None = None) -> dict | None:
-    """How far beyond natural images the optimization went: the visualization's final
-    objective over the best example's. Only a positive best gives a ratio: at or below
-    zero no natural image excites the unit and a ratio would be meaningless (or flip sign)."""
-    if final is None or best is None:
-        return None
-    note = (f"visualization at {render_size} px, examples at {examples_size} px"
-            if render_size and examples_size and render_size != examples_size else "")
-    if best > 1e-9:
-        ratio = final / best
-        return {"ratio": ratio, "ratio_text": f"{format_ratio(ratio)}×", "final": final, "best": best,
-                "note": note, "text": f"{format_ratio(ratio)}× the best natural example"}
-    return {"ratio": None, "ratio_text": "", "final": final, "best": best, "note": note,
-            "text": "no ratio: the best natural example is not above zero"}
-
-
-def format_ratio(ratio: float) -> str:
-    size = abs(ratio)
-    text = f"{ratio:,.0f}" if size >= 10 else f"{ratio:.1f}" if size >= 1 else f"{ratio:.2f}"
-    return text.replace("-", "−")

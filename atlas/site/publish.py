@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .. import cache
+from ..store.files import replace_file
 
 if TYPE_CHECKING:
     from .views import ModelView
@@ -120,7 +120,7 @@ def _convert(source: Path, kind: ImageFormat, target: Path) -> None:
     with Image.open(source) as image:
         data = kind.encode(image)
     # Renamed into place whole: a killed build never leaves half an image that later runs skip.
-    cache.replace_file(target, data, fsync=False)
+    replace_file(target, data, fsync=False)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -133,4 +133,4 @@ def _link_or_copy(source: Path, target: Path) -> None:
         return
     except OSError:
         pass
-    cache.replace_file(target, Path(source).read_bytes(), fsync=False)
+    replace_file(target, Path(source).read_bytes(), fsync=False)

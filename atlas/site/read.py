@@ -13,10 +13,12 @@ from pathlib import Path
 
 from .. import cache
 from ..errors import AtlasError
+from ..kinds import Page
 from ..record import EntryMeta, number
 from ..text import safe_name
 from ..units import OBJECTIVES
-from .pages import curve_plot
+from .connections import attach as attach_connections
+from .figures import curve_plot
 from .publish import FULL, THUMB, EXAMPLE_DIR
 from .views import ExampleSet, ExampleView, LayerView, ModelView, PhotoView, Render, UnitView
 
@@ -62,8 +64,7 @@ def build_models(entries, cards: list[dict], examples: dict | None = None,
     for model in models:
         _attach_photos(model, photos or {})
     if pairs:
-        from .connections import attach
-        attach(models, pairs)
+        attach_connections(models, pairs)
     return models
 
 
@@ -91,16 +92,7 @@ def _model_view(card: dict, entries: list[tuple[cache.Entry, EntryMeta]]) -> Mod
     for entry, meta in entries:
         render = _render(model, entry, meta)
         model.renders.append(render)
-        page = render.unit.kind.page
-        layer = model.layer(render.unit.layer)
-        if page == "layer":
-            layer.layer_renders.append(render)
-        elif page == "own":   # a direction: a page of its own, not a variant of a channel's page
-            layer.directions.append(UnitView(layer, render.unit.index, [render], prefix="direction-"))
-        elif page == "photo":
-            layer.caricatures.append(render)
-        else:
-            by_unit.setdefault((render.unit.layer, render.unit.index), []).append(render)
+        PLACE[render.unit.kind.page](model.layer(render.unit.layer), render, by_unit)
 
     for layer in model.layers:
         indices = sorted(i for (name, i) in by_unit if name == layer.name)
@@ -121,6 +113,20 @@ def _model_view(card: dict, entries: list[tuple[cache.Entry, EntryMeta]]) -> Mod
         for render in layer.layer_renders:   # shown whole on the layer page, never in a grid
             render.thumb = None
     return model
+
+
+# Where each page kind's renders go (atlas.kinds.Page): one entry per page kind.
+PLACE = {
+    # beside the unit's other renders on its (layer, index) page
+    Page.UNIT: lambda layer, render, by_unit: by_unit.setdefault((layer.name, render.unit.index), []).append(render),
+    # whole on the layer page (DeepDream)
+    Page.LAYER: lambda layer, render, by_unit: layer.layer_renders.append(render),
+    # a page of its own, not a variant of a channel's page (a direction)
+    Page.OWN: lambda layer, render, by_unit: layer.directions.append(
+        UnitView(layer, render.unit.index, [render], prefix="direction-")),
+    # on the page of the photo it imitates (a caricature)
+    Page.PHOTO: lambda layer, render, by_unit: layer.caricatures.append(render),
+}
 
 
 def _attach_photos(model: ModelView, photos: dict) -> None:

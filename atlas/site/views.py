@@ -12,7 +12,7 @@ from pathlib import Path
 from ..text import safe_name
 from ..record import EntryMeta
 from ..units import Unit
-from .pages import common_settings, compare_to_examples
+from .figures import common_settings, compare_to_examples
 
 
 @dataclass
@@ -289,7 +289,7 @@ class ModelView:
             "images": sum(len(r.images) for r in self.renders),
             "seconds": sum(r.seconds for r in self.renders),
             "devices": sorted({r.device for r in self.renders if r.device}),
-            "settings": common_settings(self.renders),
+            "settings": common_settings(r.settings for r in self.renders),
             "layers": sum(layer.rendered for layer in self.layers),
         }
 

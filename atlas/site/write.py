@@ -26,10 +26,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .. import cache
+from ..errors import AtlasError
+from ..store import circuits as stored_circuits, examples as stored_examples, photos as stored_photos
 from .folder import claim, remove_stale, write_if_changed
 from .pages import class_index, results_tables
 from .publish import publish_images
 from .read import build_models
+from .size import DEFAULT_BUDGET, measure
 from .templates import template_dir, template_env
 
 STATIC_FILES = ("style.css", "filter.js")
@@ -39,19 +42,9 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     """Write the whole site for the cache at `cache_root` into `out_dir`; return index.html."""
     out = Path(out_dir)
     claim(out)
-    examples = {}
-    if (Path(cache_root) / "examples").is_dir():   # the reader imports torch: only when needed
-        from ..examples import scan_examples
-        examples = scan_examples(cache_root)
-    photos, pairs = {}, {}
-    if (Path(cache_root) / "photos").is_dir():   # these readers import torch too
-        from ..caricatures import scan_photos
-        photos = scan_photos(cache_root)
-    if (Path(cache_root) / "circuits").is_dir():
-        from ..circuits import scan as scan_circuits
-        pairs = scan_circuits(cache_root)
     models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
-                          examples, Path(cache_root) / "examples", photos, pairs)
+                          stored_examples.scan(cache_root), Path(cache_root) / stored_examples.FOLDER,
+                          stored_photos.scan(cache_root), stored_circuits.scan(cache_root))
     env = template_env()
     written: set[Path] = set()
 
@@ -84,3 +77,19 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     write_if_changed(out / ".nojekyll", b"")   # GitHub Pages: serve files as they are, no Jekyll
     remove_stale(out, written, images)
     return out / "index.html"
+
+
+def publish(cache_dir: Path, out: Path, budget: int | None = None, say=print) -> Path:
+    """Write the site from the cache alone, then `say` what it weighs by kind of file and
+    warn, with the fix, when it is over `budget` bytes (default: GitHub Pages' 1 GB).
+    A disk problem is a one-line error. Imports no torch: `atlas render` runs without it."""
+    try:
+        index = write_site(cache_dir, out)
+        size = measure(out)
+    except OSError as err:
+        raise AtlasError(f"cannot write the site to {out}: {err.strerror or err}") from None
+    say(f"site size: {size.summary()}")
+    problem = size.over(budget or DEFAULT_BUDGET)
+    if problem:
+        say(f"warning: {problem}", err=True)
+    return index

@@ -1,0 +1,57 @@
+"""Objective builders: the arithmetic of every kind in the registry (`atlas.kinds`).
+
+A builder gets the batch's rows (one `Unit` per image view, so per-row
+parameters line up with the batch) and a `Context`, and returns an `Objective`.
+Each is registered under its kind's name with `@kinds.builds`, so the registry
+stays a torch-free leaf that the site can read, while the engine owns the maths.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .. import kinds
+from ..units import Unit
+from . import objectives
+from .caricature import caricature_objective
+from .context import Context
+from .objectives import Objective
+
+
+def build(rows: Sequence[Unit], context: Context) -> Objective:
+    """The score the rows' kind of objective measures, before sign and diversity."""
+    return kinds.builder(rows[0].objective)(rows, context)
+
+
+def _index(rows: Sequence[Unit]) -> torch.Tensor:
+    return torch.tensor([u.index for u in rows])
+
+
+def _per_row(name: str, measure):
+    """Register `measure(layer, indices)` as the builder of kind `name`: the batch's
+    layer and one index per row."""
+    kinds.builds(name)(lambda rows, ctx: measure(rows[0].layer, _index(rows)))
+
+
+_per_row("channel", objectives.channel)
+_per_row("neuron", objectives.neuron)
+_per_row("logit", objectives.logit)
+_per_row("prob", objectives.class_probability)
+_per_row("logsoftmax", objectives.class_log_probability)
+_per_row("logodds", objectives.class_log_odds)
+
+
+@kinds.builds("deepdream")
+def _deepdream(rows, ctx):
+    return objectives.deepdream(rows[0].layer)
+
+
+@kinds.builds("direction")
+def _direction(rows, ctx):
+    weights = torch.tensor([u.param("weights") for u in rows], dtype=torch.float32)
+    return objectives.direction(rows[0].layer, weights)
+
+
+kinds.builds("caricature")(caricature_objective)
