@@ -116,6 +116,15 @@ def layers(model, weights):
               help="A folder of natural images: show each unit's top examples beside its visualization.")
 @click.option("--examples-k", type=click.IntRange(min=1, max=100), default=9, show_default=True,
               help="Top examples kept per unit.")
+@click.option("--dissect", "dissect_dir", type=click.Path(path_type=Path),
+              help="Network dissection of the rendered layers: a Broden folder (index.csv), a labelled folder "
+                   "(labels.json, images/, masks/), or any folder of photos, dissected by their colours.")
+@click.option("--dissect-quantile", type=click.FloatRange(min=0, max=0.5, min_open=True, max_open=True),
+              default=0.005, show_default=True, help="A unit's region: where it is in this top share of its activations.")
+@click.option("--dissect-mask-size", type=click.IntRange(min=1, max=1024),
+              help="Side the activation maps are compared with the masks at (default: half the model's input).")
+@click.option("--workers", type=click.IntRange(min=0, max=64),
+              help="Image-decoding processes of the dataset passes (default: every core but one).")
 @click.option("--connections/--no-connections", default=True, show_default=True,
               help="Compute each unit's strongest inputs and outputs among the rendered layers (expanded weights).")
 @click.option("--caricatures", "caricatures_dir", type=click.Path(path_type=Path),

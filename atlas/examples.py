@@ -1,10 +1,11 @@
 """Dataset examples: the natural images that excite each unit most.
 
-One streaming pass over a folder of images keeps, for every channel of the
-chosen layers, the top-k images by the same objective the visualization
+A consumer of the shared dataset pass (`atlas.dataset`) keeps, for every channel
+of the chosen layers, the top-k images by the same objective the visualization
 maximizes (a channel's mean activation, a class logit), with the position of
-the channel's strongest response and a crop of its receptive field there.
-Memory stays bounded: a running top-k per layer, never all activations.
+the channel's strongest response; a crop of its receptive field there is
+stored at the end. Memory stays bounded: a running top-k per layer, never all
+activations. Unreadable images are skipped and counted.
 
 Results are cached per layer under `<cache>/examples/`, keyed by the dataset
 (file names, sizes, mtimes), the model and its weights, and the settings:
@@ -16,14 +17,14 @@ channels (and layers) share the same image and box, and store it only once.
 from __future__ import annotations
 
 import io
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import joblib
+import numpy as np
 import torch
 from PIL import Image
 
-from . import photos
+from . import dataset, photos
 from .models import Model, normalize
 from .optvis.hooks import activations
 from .store import examples as stored
@@ -33,22 +34,10 @@ MIN_CROP = 32    # px: the smallest receptive field still worth looking at
 CROP_SIDE = 112  # px of the stored crops (JPEG)
 
 
-def dataset_fingerprint(folder: Path, paths: list[Path]) -> str:
-    stats = [(str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    return joblib.hash(stats)
-
-
-def view_side(model: Model) -> tuple[int, int]:
-    """(crop, resize): the side natural images are shown to the model at, and the
-    shorter side they are first resampled to, in the ratio of the model's own evaluation."""
-    size = model.input_size
-    return size, round(size * model.spec.resize_size / model.spec.crop_size)
-
-
 def preprocess(path: Path, model: Model) -> torch.Tensor | None:
     """The model's evaluation view of the image at `path`, [3, S, S] in [0, 1]; None when unreadable."""
     try:
-        return photos.as_tensor(photos.model_view(path, *view_side(model)))
+        return photos.as_tensor(photos.model_view(path, *dataset.view_side(model)))
     except photos.UnreadableImage:
         return None
 
@@ -71,55 +60,80 @@ def receptive_field(model: Model, layer: str, size: int, device: torch.device) -
     return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1, MIN_CROP))
 
 
-def find_examples(model: Model, layers: list[str], folder: Path, root: Path, device: torch.device,
-                  k: int = 9, batch_size: int = 32, on_batch=lambda n: None) -> tuple[dict[str, dict], float]:
-    """Top-k examples for every channel of `layers`, from the cache or one streaming pass.
+class TopExamples:
+    """Consumer of the dataset pass: a running top-k of images per channel of each layer,
+    by the objective the visualization maximizes (a channel's mean, a logit), with
+    where in the map each image excites the channel most. State: [C, k] per layer."""
 
-    Returns ({layer: stored result}, images per second of the pass; 0 if all cached).
-    """
-    folder = Path(folder)
-    paths = photos.list_images(folder)
-    size = model.input_size
-    dataset = dataset_fingerprint(folder, paths)
-    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, dataset, k, size) for layer in layers}
-    results = {layer: stored.load(root, key) for layer, key in keys.items()}
-    missing = [layer for layer, result in results.items() if result is None]
-    if not missing:
-        return results, 0.0
+    def __init__(self, layers: list[str], k: int):
+        self.layers = frozenset(layers)
+        self.k = k
+        self.best: dict[str, tuple | None] = {layer: None for layer in layers}
+        self.grids: dict[str, tuple[int, int]] = {}
 
-    best = {layer: None for layer in missing}  # (values [C,k], image ids [C,k], positions [C,k,2])
-    grids: dict[str, tuple[int, int]] = {}
-    start = time.perf_counter()
-    seen = 0
-    for first in range(0, len(paths), batch_size):
-        loaded = [(i, preprocess(p, model)) for i, p in enumerate(paths[first:first + batch_size], first)]
-        loaded = [(i, t) for i, t in loaded if t is not None]
-        if not loaded:
-            continue
-        ids = torch.tensor([i for i, _ in loaded], device=device)
-        x = torch.stack([t for _, t in loaded]).to(device)
-        x = normalize(model, x)
-        with torch.no_grad():
-            acts = activations(model, x.contiguous(memory_format=torch.channels_last), set(missing))
-        for layer in missing:
-            out = acts[layer].float()
+    def update(self, batch) -> None:
+        for layer in self.layers:
+            out = batch.acts[layer]
             if out.dim() == 4:
-                grids[layer] = out.shape[2:]
+                self.grids[layer] = tuple(out.shape[2:])
                 flat = out.flatten(2)
                 values, where = flat.mean(2), flat.argmax(2)
                 positions = torch.stack([where // out.shape[3], where % out.shape[3]], -1)
             else:
-                values, positions = out, torch.zeros(*out.shape, 2, dtype=torch.long, device=device)
-            best[layer] = _merge_top(best[layer], values.T, ids.expand(values.shape[1], -1),
-                                     positions.transpose(0, 1), k)
-        seen += len(loaded)
-        on_batch(len(loaded))
-    rate = seen / max(time.perf_counter() - start, 1e-9)
+                values, positions = out, torch.zeros(*out.shape, 2, dtype=torch.long, device=out.device)
+            self.best[layer] = _merge_top(self.best[layer], values.T, batch.ids.expand(values.shape[1], -1),
+                                          positions.transpose(0, 1), self.k)
 
-    for layer in missing:
-        results[layer] = _store_layer(model, layer, keys[layer], best[layer], grids.get(layer), paths,
-                                      folder, root, size, device, dataset)
-    return results, rate
+
+@dataclass
+class ExamplesPass:
+    """Dataset examples for some layers of a model over one source: what is cached, the
+    consumer that finds the rest in a shared streaming pass, and `finish` to store it."""
+    model: Model
+    source: dataset.Source
+    root: Path
+    k: int
+    keys: dict[str, str]
+    results: dict[str, dict | None]
+
+    @property
+    def missing(self) -> list[str]:
+        return [layer for layer, result in self.results.items() if result is None]
+
+    def consumer(self) -> TopExamples | None:
+        return TopExamples(self.missing, self.k) if self.missing else None
+
+    def finish(self, consumer: TopExamples | None, report: dataset.PassReport, device: torch.device) -> dict[str, dict]:
+        for layer in self.missing:
+            if consumer is None or consumer.best.get(layer) is None:
+                continue   # no readable image: nothing to store
+            self.results[layer] = _store_layer(self, layer, consumer.best[layer], consumer.grids.get(layer),
+                                               report.images, device)
+        return {layer: result for layer, result in self.results.items() if result is not None}
+
+
+def examples_pass(model: Model, layers: list[str], source: dataset.Source, root: Path, k: int = 9,
+                  precision: str = "fp32") -> ExamplesPass:
+    fingerprint = source.fingerprint()
+    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, fingerprint, k, model.input_size,
+                                       precision) for layer in layers}
+    return ExamplesPass(model, source, Path(root), k, keys, {layer: stored.load(root, key) for layer, key in keys.items()})
+
+
+def find_examples(model: Model, layers: list[str], folder: Path, root: Path, device: torch.device,
+                  k: int = 9, batch_size: int = 32, on_batch=lambda n: None, workers: int | None = None,
+                  precision: str = "fp32") -> tuple[dict[str, dict], dataset.PassReport]:
+    """Top-k examples for every channel of `layers`, from the cache or one streaming pass.
+
+    Returns ({layer: stored result}, the pass's report: images read, skipped, seconds;
+    an empty report when everything was cached)."""
+    job = examples_pass(model, layers, dataset.image_folder(folder, model), root, k, precision)
+    consumer = job.consumer()
+    report = dataset.PassReport()
+    if consumer is not None:
+        report = dataset.stream(model, job.source, [consumer], device, batch_size, workers, precision=precision,
+                                on_batch=on_batch)
+    return job.finish(consumer, report, device), report
 
 
 def _merge_top(current, values, ids, positions, k):
@@ -133,11 +147,12 @@ def _merge_top(current, values, ids, positions, k):
     return top.values, ids.gather(1, pick), positions.gather(1, pick[..., None].expand(-1, -1, 2))
 
 
-def _store_layer(model, layer, key, best, grid, paths, folder, root, size, device, dataset) -> dict:
+def _store_layer(job: ExamplesPass, layer: str, best, grid, images: int, device) -> dict:
+    model, source, size = job.model, job.source, job.model.input_size
     values, ids, positions = (t.cpu() for t in best)
     side = receptive_field(model, layer, size, device) if grid else size
-    views: dict[int, torch.Tensor] = {}  # channels share their top images: decode each once
-    crops: dict[tuple, str] = {}  # (image, box) -> stored crop: channels share crops too
+    views: dict[int, np.ndarray] = {}   # channels share their top images: decode each once
+    crops: dict[tuple, str] = {}        # (image, box) -> stored crop: channels share crops too
     channels = []
     for channel in range(values.shape[0]):
         examples = []
@@ -146,16 +161,14 @@ def _store_layer(model, layer, key, best, grid, paths, folder, root, size, devic
             box = _box(positions[channel, rank].tolist(), grid, side, size)
             if (image_id, box) not in crops:
                 if image_id not in views:
-                    views[image_id] = preprocess(paths[image_id], model)
-                view = views[image_id]
-                crop = (view[:, box[1]:box[3], box[0]:box[2]] * 255).round().to(torch.uint8)
-                crops[(image_id, box)] = stored.store_crop(root, _jpeg(crop))
-            examples.append(Example(str(paths[image_id].relative_to(folder)), float(values[channel, rank]),
-                                    box, crops[(image_id, box)]))
+                    views[image_id] = source.load(image_id).pixels
+                crop = views[image_id][box[1]:box[3], box[0]:box[2]]
+                crops[(image_id, box)] = stored.store_crop(job.root, _jpeg(crop))
+            examples.append(Example(source.name(image_id), float(values[channel, rank]), box, crops[(image_id, box)]))
         channels.append(examples)
-    return stored.store(root, key, LayerExamples(
-        model.name, model.fingerprint, layer, str(folder), dataset, len(paths), int(values.shape[1]), size, side,
-        channels))
+    return stored.store(job.root, job.keys[layer], LayerExamples(
+        model.name, model.fingerprint, layer, str(source.root), source.fingerprint(), images,
+        int(values.shape[1]), size, side, channels))
 
 
 def _box(position, grid, side, size) -> tuple[int, int, int, int]:
@@ -169,8 +182,8 @@ def _box(position, grid, side, size) -> tuple[int, int, int, int]:
     return left, top, left + side, top + side
 
 
-def _jpeg(crop: torch.Tensor) -> bytes:
-    image = Image.fromarray(crop.permute(1, 2, 0).numpy()).resize((CROP_SIDE, CROP_SIDE), Image.LANCZOS)
+def _jpeg(crop: np.ndarray) -> bytes:
+    image = Image.fromarray(crop).resize((CROP_SIDE, CROP_SIDE), Image.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=88)
     return buffer.getvalue()

@@ -20,6 +20,7 @@ from typing import Callable, ContextManager, Iterator, Protocol
 from . import build as builds, cache, distributed
 from . import device as devices
 from . import plan as plans
+from .dissection.job import DEFAULT_QUANTILE
 from .errors import AtlasError
 from .models import Model, load_model, to_device
 from .photos import list_images
@@ -28,7 +29,7 @@ from .selection import Selection, select_units
 from .settings import Settings
 from .site.write import publish as publish_site
 from .store.files import check_writable
-from .text import format_duration
+from .text import format_duration, plural
 
 Advance = Callable[[int], None]
 
@@ -89,6 +90,12 @@ class BuildRequest:
     site_budget: int | None = None  # bytes; warn when the site is larger (default 1 GB)
     examples_dir: Path | None = None
     examples_k: int = 9
+    # network dissection of the rendered layers against a concept dataset (Broden, a labelled
+    # folder, or any photos: their colours)
+    dissect_dir: Path | None = None
+    dissect_quantile: float = DEFAULT_QUANTILE
+    dissect_mask_size: int | None = None
+    workers: int | None = None  # image-decoding processes of the dataset passes
     # circuits: expanded weights between rendered layers (cached per layer pair)
     connections: bool = True
     # caricatures of the first N photos of this folder (default: the examples folder) at every rendered layer
@@ -146,6 +153,10 @@ def check_request(request: BuildRequest) -> None:
         check_writable(request.out, "output dir")
     if request.examples_dir is not None:
         list_images(request.examples_dir, "--examples")  # a bad folder fails now, not after the render
+    if request.dissect_dir is not None and not Path(request.dissect_dir).is_dir():
+        raise AtlasError(f"--dissect {request.dissect_dir} is not a folder")
+    if not 0 < request.dissect_quantile < 0.5:
+        raise AtlasError(f"--dissect-quantile must be between 0 and 0.5, got {request.dissect_quantile}")
     if request.caricatures_dir is not None:
         list_images(request.caricatures_dir, "--caricatures")
 
@@ -194,8 +205,8 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
         if older:
             labels.backfill(model, older, request.cache_dir, target, settings.precision)
             say(f"labels for {len(older)} cached units stored before labels were")
-    if rank == 0 and request.examples_dir is not None:
-        find_examples(model, sorted({u.layer for u in selected}), request, target, reporter)
+    if request.dissect_dir is not None or (rank == 0 and request.examples_dir is not None):
+        dataset_side(model, selected, request, settings, target, (k, n), (rank, world), reporter)
     if rank == 0 and request.connections:
         find_connections(model, selected, request, target, reporter)
     if rank == 0 and (request.caricatures_dir or request.examples_dir) is not None:
@@ -214,7 +225,8 @@ def _normalized(request: BuildRequest) -> BuildRequest:
     changes = {}
     for f in fields(request):
         value = getattr(request, f.name)
-        if f.name in ("cache_dir", "out", "examples_dir", "caricatures_dir") and value is not None and not isinstance(value, Path):
+        if f.name in ("cache_dir", "out", "examples_dir", "caricatures_dir", "dissect_dir") and value is not None \
+                and not isinstance(value, Path):
             changes[f.name] = Path(value)
     units = tuple(s.strip() for spec in request.units for s in str(spec).replace(" ", ",").split(",") if s.strip())
     if units != request.units:
@@ -222,14 +234,20 @@ def _normalized(request: BuildRequest) -> BuildRequest:
     return replace(request, **changes) if changes else request
 
 
-def find_examples(model: Model, layers: list[str], request: BuildRequest, device, reporter: Reporter) -> None:
-    from .examples import find_examples as find
+def dataset_side(model: Model, units: list, request: BuildRequest, settings: Settings, device,
+                 shard: tuple[int, int], rank: tuple[int, int], reporter: Reporter):
+    """Dataset examples and dissection of the rendered layers (`atlas.passes`). Examples come
+    from rank 0 alone; the dissection splits its images over shards and ranks alike."""
+    from . import passes
 
-    with reporter.progress(len(list_images(request.examples_dir, "--examples")), "dataset examples") as advance:
-        _, rate = find(model, layers, request.examples_dir, request.cache_dir, device, request.examples_k,
-                       request.batch_size or 32, advance)
-    reporter.say(f"dataset examples for {len(layers)} layers: "
-                 + (f"{rate:.1f} images/s" if rate else "from cache"))
+    (k, n), (r, world) = shard, rank
+    layers = sorted({u.layer for u in units}, key=lambda name: model.layer(name).position)
+    dataset_request = passes.DatasetRequest(
+        examples_dir=request.examples_dir if r == 0 else None, examples_k=request.examples_k,
+        dissect_dir=request.dissect_dir, quantile=request.dissect_quantile, mask_size=request.dissect_mask_size,
+        batch_size=request.batch_size or 32, workers=request.workers, shard=(k + n * r, n * world))
+    return passes.run(model, layers, dataset_request, request.cache_dir, device, settings.precision,
+                      reporter.say, reporter.progress)
 
 
 def find_connections(model: Model, units: list, request: BuildRequest, device, reporter: Reporter) -> None:
@@ -258,7 +276,7 @@ def render_caricatures(model: Model, units: list, request: BuildRequest, setting
     with reporter.progress(len(layers) * request.caricature_photos, "caricatures") as advance:
         summary = render_all(model, layers, folder, request.caricature_photos, settings, request.cache_dir, device,
                              on_batch=advance, option=option)
-    reporter.say(f"caricatures at {len(layers)} layers: rendered {summary.rendered}, from cache {summary.cached}"
+    reporter.say(f"caricatures at {plural(len(layers), 'layer')}: rendered {summary.rendered}, from cache {summary.cached}"
                  f", failed {len(summary.failed)} in {format_duration(summary.seconds)}")
 
 

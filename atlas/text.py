@@ -31,6 +31,11 @@ def format_bytes(count: float) -> str:
     return f"{count:.0f} B"
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """'1 layer', '3 layers' ('1 class', '2 classes' with `many`)."""
+    return f"{count} {noun if count == 1 else many or noun + 's'}"
+
+
 def safe_name(name: str) -> str:
     """A file name for any layer name or slug; names that had to change get a hash
     suffix so two different names never share a file."""

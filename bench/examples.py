@@ -129,14 +129,16 @@ def main() -> None:
           f"{count} images in {images}; layers {', '.join(layers)}; k={args.k}, batch {args.batch_size}")
 
     start = time.perf_counter()
-    results, rate = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
+    results, report = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
+    rate = report.rate
     total = time.perf_counter() - start
     crops = [p for p in (cache_dir / "examples").rglob("*.jpg")]
     named = sum(len(shown) for r in results.values() for shown in r["channels"])
     print(f"crops: {named} examples name {len(set(crops))} crop files "
           f"({sum(p.stat().st_size for p in crops) / 1e6:.1f} MB) after one pass")
     start = time.perf_counter()
-    _, cached_rate = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
+    _, cached = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
+    cached_rate = cached.rate
     again = time.perf_counter() - start
     if rate == 0:
         print("(these layers were already in the cache: no pass ran; use a fresh --work to measure)")

@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+import atlas.dataset as dataset
 import atlas.examples as examples
 from atlas.examples import find_examples, preprocess
 from atlas.optvis.hooks import activations
@@ -32,9 +33,9 @@ def small(tiny):
 def test_top_k_matches_brute_force(small, cpu, tmp_path):
     data = tmp_path / "data"
     _write_images(data, 11)
-    results, rate = find_examples(small, ["features.5", "classifier.3"], data, tmp_path / "cache", cpu,
-                                  k=3, batch_size=4)
-    assert rate > 0
+    results, report = find_examples(small, ["features.5", "classifier.3"], data, tmp_path / "cache", cpu,
+                                    k=3, batch_size=4)
+    assert report.images == 11 and report.rate > 0
     paths = list_images(data)
     assert len(paths) == 11
     with torch.no_grad():
@@ -65,13 +66,13 @@ def test_results_are_cached_and_invalidated_by_new_images(small, cpu, tmp_path, 
         raise AssertionError("cached examples were computed again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(examples, "activations", no_forward)
-        again, rate = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
-    assert rate == 0 and again == first
+        patch.setattr(dataset, "activations", no_forward)
+        again, report = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
+    assert report.images == 0 and again == first
 
     _write_images(data / "more", 3, seed=1)
-    changed, rate = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
-    assert rate > 0 and changed["features.5"]["images"] == 9
+    changed, report = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
+    assert report.images == 9 and changed["features.5"]["images"] == 9
 
 
 def test_bad_examples_folder_is_a_clear_error(small, cpu, tmp_path):

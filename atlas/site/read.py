@@ -17,6 +17,7 @@ from ..kinds import Page
 from ..record import EntryMeta, number
 from ..text import safe_name
 from ..units import OBJECTIVES
+from .concepts import attach as attach_concepts
 from .connections import attach as attach_connections
 from .figures import curve_plot
 from .publish import FULL, THUMB, EXAMPLE_DIR
@@ -25,13 +26,14 @@ from .views import ExampleSet, ExampleView, LayerView, ModelView, PhotoView, Ren
 
 def build_models(entries, cards: list[dict], examples: dict | None = None,
                  examples_dir: Path | None = None, photos: dict | None = None,
-                 pairs: dict | None = None) -> list[ModelView]:
+                 pairs: dict | None = None, dissections: dict | None = None) -> list[ModelView]:
     """Group cache entries under their model card, newest render per unit, pages linked up.
 
     `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
     (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`. `photos`
     maps a photo digest to its stored record (`atlas.caricatures.scan_photos`);
-    `pairs` holds the cached connections (`atlas.circuits.scan`).
+    `pairs` holds the cached connections (`atlas.store.circuits.scan`) and
+    `dissections` the merged dissection per layer (`atlas.store.dissection.scan`).
     """
     newest: dict[tuple, tuple[cache.Entry, EntryMeta]] = {}
     for entry in entries:
@@ -65,6 +67,8 @@ def build_models(entries, cards: list[dict], examples: dict | None = None,
         _attach_photos(model, photos or {})
     if pairs:
         attach_connections(models, pairs)
+    if dissections:
+        attach_concepts(models, dissections)
     return models
 
 

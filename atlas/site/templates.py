@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from ..text import format_bytes, format_duration
+from .concepts import bar_width, iou_text
 from .publish import THUMB
 
 
@@ -32,6 +33,8 @@ def template_env() -> jinja2.Environment:
     env.filters["duration"] = format_duration
     env.filters["bytes"] = format_bytes
     env.filters["num"] = format_number
+    env.filters["iou"] = iou_text
+    env.globals["bar_width"] = bar_width
     # The thumbnails' pixel size, for <img width height>: the page reserves the
     # tile's space before the image arrives, so nothing jumps as thumbnails load.
     env.globals["thumb_px"] = THUMB.side

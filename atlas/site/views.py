@@ -160,6 +160,12 @@ class UnitView:
                 for i, p in self.main.labels]
 
     @property
+    def concepts(self):
+        """This unit's dissection (concepts.UnitConcepts), where its layer was dissected."""
+        found = self.layer.concepts
+        return found.unit(self.index) if found is not None and not self.prefix else None
+
+    @property
     def examples(self) -> list[ExampleView]:
         found = self.layer.examples
         return found.channels[self.index] if found and self.index < len(found.channels) else []
@@ -191,6 +197,7 @@ class LayerView:
     caricatures: list[Render] = field(default_factory=list)     # what this layer makes of each photo
     inputs: object = None        # connections.Links from the previous rendered layer
     outputs: object = None       # connections.Links to the next rendered layer
+    concepts: object = None      # concepts.LayerConcepts: this layer's network dissection
     connections_note: str = ""   # why this layer has no connections, when it has none
 
     @property
@@ -200,6 +207,10 @@ class LayerView:
     @property
     def path(self) -> str:
         return f"{self.dir}/index.html"
+
+    def page_of(self, index: int) -> "UnitView | None":
+        """The unit page of channel (or class) `index`, where it was rendered."""
+        return next((u for u in self.units if u.index == index), None)
 
     @property
     def ok_units(self) -> list[UnitView]:
@@ -269,6 +280,14 @@ class ModelView:
     @property
     def results_path(self) -> str:
         return f"{self.dir}/results.html"
+
+    @property
+    def concepts_path(self) -> str:
+        return f"{self.dir}/concepts.html"
+
+    @property
+    def dissected(self) -> bool:
+        return any(layer.concepts is not None for layer in self.layers)
 
     @property
     def output(self) -> LayerView | None:

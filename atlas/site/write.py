@@ -13,6 +13,7 @@ or a GitHub Pages project sub-path)::
     models/<slug>/index.html                  model page
     models/<slug>/classes.html                class index (filterable)
     models/<slug>/results.html                the reference tables
+    models/<slug>/concepts.html               the concept index (network dissection)
     models/<slug>/layers/<layer>/index.html   layer page (grid of its units)
     models/<slug>/layers/<layer>/<n>.html     unit page
     models/<slug>/layers/<layer>/direction-<n>.html   a random direction's page
@@ -27,7 +28,9 @@ from urllib.parse import quote
 
 from .. import cache
 from ..errors import AtlasError
-from ..store import circuits as stored_circuits, examples as stored_examples, photos as stored_photos
+from ..store import circuits as stored_circuits, dissection as stored_dissection, examples as stored_examples
+from ..store import photos as stored_photos
+from .concepts import concept_index, summary as concept_summary
 from .folder import claim, remove_stale, write_if_changed
 from .pages import class_index, results_tables
 from .publish import publish_images
@@ -44,7 +47,8 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     claim(out)
     models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
                           stored_examples.scan(cache_root), Path(cache_root) / stored_examples.FOLDER,
-                          stored_photos.scan(cache_root), stored_circuits.scan(cache_root))
+                          stored_photos.scan(cache_root), stored_circuits.scan(cache_root),
+                          stored_dissection.scan(cache_root))
     env = template_env()
     written: set[Path] = set()
 
@@ -58,7 +62,10 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
 
     page("index.html", "index.html")
     for model in models:
-        page("model.html", model.path, model=model, stats=model.stats())
+        page("model.html", model.path, model=model, stats=model.stats(), concepts=concept_summary(model))
+        if model.dissected:
+            page("concepts.html", model.concepts_path, model=model, concepts=concept_index(model),
+                 summary=concept_summary(model))
         page("results.html", model.results_path, model=model, results=results_tables(model))
         if model.output is not None:
             page("classes.html", model.classes_path, model=model, classes=class_index(model))

@@ -20,7 +20,8 @@ import joblib
 
 from .files import atomic_write, records
 
-EXAMPLES_VERSION = 2   # 2: images framed by atlas.photos.eval_view (PIL), as every dataset pass frames them
+EXAMPLES_VERSION = 2   # 2: images framed by atlas.photos.eval_view (PIL), as every dataset pass frames them;
+                       # the key names the precision of the forward pass
 FOLDER = "examples"
 CROPS_DIR = "crops"    # <cache>/examples/crops/<sha256>.jpg
 
@@ -55,9 +56,10 @@ class LayerExamples:
         return {**asdict(self), "channels": [[asdict(e) for e in shown] for shown in self.channels]}
 
 
-def examples_key(model: str, fingerprint: str, layer: str, dataset: str, k: int, size: int) -> str:
-    return joblib.hash({"model": model, "weights": fingerprint, "layer": layer,
-                        "dataset": dataset, "k": k, "size": size, "version": EXAMPLES_VERSION})
+def examples_key(model: str, fingerprint: str, layer: str, dataset: str, k: int, size: int,
+                 precision: str = "fp32") -> str:
+    return joblib.hash({"model": model, "weights": fingerprint, "layer": layer, "dataset": dataset, "k": k,
+                        "size": size, "precision": precision, "version": EXAMPLES_VERSION})
 
 
 def path(root: Path, key: str) -> Path:

@@ -1,0 +1,134 @@
+"""The dataset side of a build: dataset examples and network dissection over real photos,
+with as few reads of each folder as the work allows.
+
+    read 1  every consumer that needs only pixels and activations: the top-k examples of
+            the examples folder, and the quantile sketches of the dissection, riding on
+            one pass when both read the same photos the same way (colour concepts of the
+            examples folder)
+    read 2  the dissection's IoU counts, which need the thresholds read 1 settled
+
+Each pass is `atlas.dataset.stream`; what each consumer keeps is bounded and stored
+by its own store module. Shards and torchrun ranks each take part of the images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ContextManager
+
+from . import dataset, distributed
+from .concepts import open_concepts
+from .dissection.job import DEFAULT_QUANTILE, DissectionJob, dissection_job
+from .examples import ExamplesPass, examples_pass
+from .models import Model
+from .text import format_duration, plural
+
+Progress = Callable[[int, str], ContextManager[Callable[[int], None]]]
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What a build asks of the dataset side (None: not asked)."""
+    examples_dir: Path | None = None
+    examples_k: int = 9
+    dissect_dir: Path | None = None
+    quantile: float = DEFAULT_QUANTILE
+    mask_size: int | None = None          # None: half the model's input side (Broden's convention)
+    batch_size: int = 32
+    workers: int | None = None            # decoding processes; None: every core but one
+    shard: tuple[int, int] = (1, 1)       # this process's share of the images (shards x torchrun ranks)
+
+
+@dataclass
+class DatasetOutcome:
+    examples: dict = field(default_factory=dict)
+    dissection: dict = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)     # dissected layers waiting for other shards
+    reports: dict[str, dataset.PassReport] = field(default_factory=dict)   # by pass name
+
+
+def same_photos(a, b) -> bool:
+    """Whether two sources read the same files the same way (so one pass can feed both)."""
+    return (getattr(a, "paths", None) is not None and getattr(a, "paths", None) == getattr(b, "paths", None)
+            and (a.size, a.resize) == (getattr(b, "size", None), getattr(b, "resize", None)))
+
+
+def run(model: Model, layers: list[str], request: DatasetRequest, root: Path, device, precision: str,
+        say: Callable[[str], None], progress: Progress) -> DatasetOutcome:
+    outcome = DatasetOutcome()
+    examples: ExamplesPass | None = None
+    dissect: DissectionJob | None = None
+    if request.examples_dir is not None:
+        examples = examples_pass(model, layers, dataset.image_folder(request.examples_dir, model), root,
+                                 request.examples_k, precision)
+    if request.dissect_dir is not None:
+        source = open_concepts(request.dissect_dir, model, request.mask_size)
+        dissect = dissection_job(model, layers, source, root, request.quantile, request.shard, precision)
+
+    def stream(name: str, source, consumers, indices=None) -> dataset.PassReport:
+        count = len(source) if indices is None else len(indices)
+        with progress(count, name) as advance:
+            report = dataset.stream(model, source, consumers, device, request.batch_size, request.workers,
+                                    indices, precision, advance)
+        outcome.reports[name] = report
+        if report.skipped:
+            say(f"{name}: skipped {len(report.skipped)} unreadable images of {count}")
+        return report
+
+    # Read 1: examples (all images) and dissection sketches (this shard's), together where they can be.
+    top = examples.consumer() if examples else None
+    sketches = dissect.quantile_consumer(device) if dissect else None
+    sharing = (top is not None and sketches is not None and request.shard == (1, 1)
+               and same_photos(examples.source, dissect.source))
+    if sharing:
+        report = stream("dataset examples and dissection quantiles", dissect.source, [top, sketches])
+        outcome.examples = examples.finish(top, report, device)
+        waiting = dissect.finish_quantiles(sketches, report)
+    else:
+        if examples is not None:
+            report = stream("dataset examples", examples.source, [top]) if top else dataset.PassReport()
+            outcome.examples = examples.finish(top, report, device)
+        if dissect is not None:
+            indices = dataset.shard_indices(len(dissect.source), request.shard)
+            report = stream("dissection quantiles", dissect.source, [sketches], indices) if sketches else dataset.PassReport()
+            waiting = dissect.finish_quantiles(sketches, report)
+    if examples is not None:
+        rate = outcome.reports.get("dataset examples") or outcome.reports.get("dataset examples and dissection quantiles")
+        say(f"dataset examples for {plural(len(layers), 'layer')}: "
+            + (f"{rate.rate:.1f} images/s" if rate and rate.images else "from cache"))
+    if dissect is None:
+        return outcome
+
+    # Read 2: IoU counts, once every shard's sketch is in (torchrun ranks wait for each other here).
+    distributed.wait_for_all()
+    waiting = dissect.finish_quantiles(None, dataset.PassReport())
+    counter = dissect.counts_consumer(device)
+    report = dataset.PassReport()
+    if counter is not None:
+        indices = dataset.shard_indices(len(dissect.source), request.shard)
+        report = stream("dissection IoU", dissect.source, [counter], indices)
+    distributed.wait_for_all()
+    outcome.waiting = sorted(set(waiting) | set(dissect.finish_counts(counter, report)))
+    outcome.dissection = dissect.results()
+    _summarize(dissect, outcome, say)
+    return outcome
+
+
+def _summarize(job: DissectionJob, outcome: DatasetOutcome, say) -> None:
+    source = job.source
+    what = (f"dissection of {plural(len(job.layers), 'layer')} against {source.root} "
+            f"({source.kind}, {plural(len(job.concepts.names), 'concept')})")
+    if outcome.waiting:
+        k, n = job.shard
+        say(f"{what}: shard {k}/{n} stored its part; {len(outcome.waiting)} layers wait for the other shards: "
+            "run the same command again once every shard has finished")
+        return
+    detectors = sum(sum(result.detects(u) is not None for u in range(result.units))
+                    for result in outcome.dissection.values())
+    units = sum(result.units for result in outcome.dissection.values())
+    rates = [f"{name.split()[-1]} {r.rate:.1f} images/s" for name, r in outcome.reports.items()
+             if "dissection" in name and r.images]
+    seconds = sum(r.seconds for name, r in outcome.reports.items() if "dissection" in name)
+    say(f"{what}: {detectors} of {units} units detect a concept (IoU >= 0.04)"
+        + (f"; {', '.join(rates)}, {format_duration(seconds)}" if rates else "; from cache"))

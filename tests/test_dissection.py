@@ -1,0 +1,331 @@
+"""Network dissection: the quantile sketch and IoU arithmetic against brute force, a planted
+detector on a tiny Broden-format dataset, the three concept readers, shards, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from atlas import dataset
+from atlas.concepts import open_concepts
+from atlas.concepts.broden import Broden
+from atlas.concepts.colors import NAMES, color_names
+from atlas.dissection import sketch
+from atlas.dissection.counts import IoUCounter, QuantileCounter
+from atlas.dissection.job import dissection_job
+from atlas.errors import AtlasError
+from atlas.models import load_model
+from atlas.store import dissection as stored
+from brodenfixture import LABELS, make_broden
+
+PLANTED = "tests.brodenfixture:planted"
+
+
+@pytest.fixture(scope="module")
+def broden(tmp_path_factory):
+    return make_broden(tmp_path_factory.mktemp("broden"))
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return load_model(PLANTED, "random")   # a factory's own weights: the planted 1x1 conv
+
+
+def run_job(model, source, root, quantile=0.1, shard=(1, 1), batch_size=5):
+    job = dissection_job(model, ["1"], source, root, quantile, shard)
+    sketches = job.quantile_consumer("cpu")
+    report = dataset.stream(model, source, [sketches] if sketches else [], torch.device("cpu"), batch_size, 0,
+                            dataset.shard_indices(len(source), shard))
+    waiting = job.finish_quantiles(sketches, report)
+    if waiting:
+        return job, waiting
+    counter = job.counts_consumer("cpu")
+    report = dataset.stream(model, source, [counter] if counter else [], torch.device("cpu"), batch_size, 0,
+                            dataset.shard_indices(len(source), shard))
+    return job, job.finish_counts(counter, report)
+
+
+# ----------------------------------------------------------------------------- the sketch
+
+def test_quantile_sketch_is_within_one_bin_of_the_exact_quantile():
+    rng = np.random.default_rng(0)
+    values = torch.from_numpy(np.concatenate([rng.normal(0, 1, 50_000), rng.exponential(30, 3_000),
+                                              -rng.exponential(0.01, 4_000)])).float()
+    maps = values[torch.randperm(len(values))].view(57, 1, 1000).expand(57, 3, 1000).clone()
+    maps[:, 1] *= 7.5
+    maps[:, 2] = maps[:, 2].abs() * 0.001
+    counts = sketch.new_counts(3)
+    for part in maps.split(10):            # streamed in batches, as a pass does
+        sketch.add(counts, part[..., None])
+    for upper in (0.005, 0.05, 0.5):
+        estimate = sketch.quantile(counts.numpy(), upper)
+        exact = torch.quantile(maps.transpose(0, 1).reshape(3, -1).double(), 1 - upper, dim=1).numpy()
+        for unit in range(3):
+            assert abs(estimate[unit] - exact[unit]) <= sketch.bin_width(exact[unit]), (upper, unit)
+
+
+def test_sketches_of_shards_merge_to_the_sketch_of_the_whole():
+    maps = torch.randn(20, 4, 3, 3) * 5
+    whole, first, second = sketch.new_counts(4), sketch.new_counts(4), sketch.new_counts(4)
+    sketch.add(whole, maps)
+    sketch.add(first, maps[::2])
+    sketch.add(second, maps[1::2])
+    assert torch.equal(first + second, whole)
+    assert whole.sum() == maps.numel()
+
+
+def test_the_stated_error_bound_is_what_the_module_docstring_says():
+    assert sketch.bin_width(0.0) == pytest.approx(0.00488, rel=0.01)
+    assert sketch.bin_width(100.0) / 100.0 == pytest.approx(0.0049, rel=0.01)
+
+
+# ----------------------------------------------------------------------------- IoU against brute force
+
+def brute_force(model, source, layer: str, thresholds: np.ndarray, side: int):
+    """Every image's region and masks held in memory at once: I, A, G by plain loops."""
+    names, category_of = source.concepts.names, source.concepts.category_of
+    inter = np.zeros((len(thresholds), len(names)))
+    act = np.zeros((len(thresholds), len(source.concepts.categories)))
+    ground = np.zeros(len(names))
+    values = []
+    for index in range(len(source)):
+        item = source.load(index)
+        x = torch.from_numpy(np.array(item.pixels)).permute(2, 0, 1)[None].float() / 255
+        from atlas.models import normalize
+        from atlas.optvis.hooks import activations
+        with torch.no_grad():
+            maps = activations(model, normalize(model, x), {layer})[layer]
+        values.append(maps.transpose(0, 1).reshape(maps.shape[1], -1))
+        big = F.interpolate(maps, size=(side, side), mode="bilinear", align_corners=False)[0].numpy()
+        region = big > thresholds[:, None, None]
+        categories = set(item.map_categories) | {category_of[k] for k in item.whole}
+        for c in categories:
+            act[:, c] += region.sum((1, 2))
+        for m, labels in enumerate(item.maps):
+            for k in np.unique(labels[labels >= 0]):
+                mask = labels == k
+                inter[:, k] += (region & mask).sum((1, 2))
+                ground[k] += mask.sum()
+        for k in item.whole:
+            inter[:, k] += region.sum((1, 2))
+            ground[k] += side * side
+    union = act[:, list(category_of)] + ground[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1), 0), torch.cat(values, 1)
+
+
+def test_iou_and_thresholds_match_a_brute_force_reference(broden, tiny, tmp_path):
+    source = Broden.open(broden, size=32, mask_size=16)
+    small = tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    for layer in ("features.2",):
+        job = dissection_job(small, [layer], source, tmp_path, 0.05)
+        sketches = job.quantile_consumer("cpu")
+        report = dataset.stream(small, source, [sketches], torch.device("cpu"), 4, 0)
+        job.finish_quantiles(sketches, report)
+        counter = job.counts_consumer("cpu")
+        job.finish_counts(counter, dataset.stream(small, source, [counter], torch.device("cpu"), 4, 0))
+        result = job.results()[layer]
+        truth, values = brute_force(small, source, layer, result.thresholds, 16)
+        exact = torch.quantile(values.double(), 0.95, dim=1).numpy()
+        assert all(abs(t - e) <= sketch.bin_width(e) for t, e in zip(result.thresholds, exact))
+        np.testing.assert_allclose(result.iou, truth, atol=1e-6)
+        assert result.images == 12 and result.iou.shape == (small.layer(layer).channels, len(LABELS))
+
+
+# ----------------------------------------------------------------------------- planted detectors
+
+def test_planted_detectors_get_their_concepts_and_an_unrelated_channel_none(broden, planted, tmp_path):
+    source = Broden.open(broden, size=32, mask_size=16)
+    job, waiting = run_job(planted, source, tmp_path)
+    assert waiting == []
+    result = job.results()["1"]
+    names = result.names
+    red, score = result.best(0)
+    assert names[red] in ("red square", "red") and score > 0.8
+    assert result.iou[0, names.index("red square")] > 0.8
+    assert result.iou[1, names.index("blue square")] > 0.8
+    assert result.detects(2) is None and result.best(2)[1] < 0.04      # the green dots: no concept
+    object_category = result.categories.index("object")
+    assert names[result.best(0, object_category)[0]] == "red square"
+    scene = result.categories.index("scene")
+    assert result.best(0, scene)[1] < 0.1                                # whole-image labels counted, not matched
+
+
+def test_a_second_run_computes_nothing_and_layers_never_share_results(broden, planted, tmp_path, monkeypatch):
+    source = Broden.open(broden, size=32, mask_size=16)
+    job, _ = run_job(planted, source, tmp_path)
+    first = job.results()["1"]
+    assert job.quantile_consumer("cpu") is None and job.counts_consumer("cpu") is None
+    other = dissection_job(planted, ["0"], source, tmp_path, 0.1)       # the conv before it: its own key
+    assert other.keys["0"] != job.keys["1"] and other.results() == {}
+    again = dissection_job(planted, ["1"], source, tmp_path, 0.2)       # another quantile: its own key
+    assert again.keys["1"] != job.keys["1"] and again.results() == {}
+    assert dissection_job(planted, ["1"], source, tmp_path, 0.1).results()["1"].thresholds.tolist() == \
+        first.thresholds.tolist()
+
+
+def test_shards_merge_to_the_whole(broden, planted, tmp_path):
+    source = Broden.open(broden, size=32, mask_size=16)
+    whole, _ = run_job(planted, source, tmp_path / "whole")
+    _, waiting = run_job(planted, source, tmp_path / "shards", shard=(1, 3))
+    assert waiting == ["1"]                                               # shards 2 and 3 not in yet
+    run_job(planted, source, tmp_path / "shards", shard=(2, 3))
+    job, waiting = run_job(planted, source, tmp_path / "shards", shard=(3, 3))
+    assert waiting == ["1"]                                               # sketches merged, counts not all in
+    for k in (1, 2):
+        _, waiting = run_job(planted, source, tmp_path / "shards", shard=(k, 3))
+    assert waiting == []
+    merged, expected = job.results()["1"], whole.results()["1"]
+    np.testing.assert_array_equal(merged.thresholds, expected.thresholds)
+    np.testing.assert_array_equal(merged.iou, expected.iou)
+    assert merged.images == expected.images == 12
+
+
+def test_memory_is_the_same_for_a_small_and_a_large_dataset(broden, planted, tmp_path):
+    """State is per unit, never per image: after 4 images and after 12 the consumers hold
+    exactly as many numbers."""
+    source = Broden.open(broden, size=32, mask_size=16)
+
+    def state(count):
+        sketches = QuantileCounter({"1": 3}, "cpu")
+        dataset.stream(planted, source, [sketches], torch.device("cpu"), 4, 0, list(range(count)))
+        counter = IoUCounter({"1": torch.zeros(3)}, source.concepts, 16, "cpu")
+        dataset.stream(planted, source, [counter], torch.device("cpu"), 4, 0, list(range(count)))
+        tensors = [*sketches.counts.values(), *(t for c in counter.counts.values()
+                                                for t in (c.intersection, c.activation, c.ground))]
+        return sum(t.numel() for t in tensors), sketches.images
+
+    assert state(4)[0] == state(12)[0] and state(4)[1] == 4 and state(12)[1] == 12
+
+
+# ----------------------------------------------------------------------------- the readers
+
+def test_colour_concepts_name_pure_colours():
+    pixels = np.zeros((4, 4, 3), dtype=np.uint8)
+    pixels[0, 0] = (255, 0, 0)
+    pixels[0, 1] = (0, 0, 255)
+    pixels[1, 0] = (255, 255, 255)
+    pixels[1, 1] = (0, 200, 0)
+    names = color_names(pixels, 4)
+    assert [NAMES[names[0, 0]], NAMES[names[0, 1]], NAMES[names[1, 0]], NAMES[names[1, 1]], NAMES[names[3, 3]]] == \
+        ["red", "blue", "white", "green", "black"]
+
+
+def test_a_photo_folder_is_dissected_by_colour(planted, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for n in range(6):
+        pixels = np.full((40, 48, 3), 128, dtype=np.uint8)
+        y, x = rng.integers(4, 20, size=2)
+        pixels[y:y + 12, x:x + 12] = (230, 10, 10)
+        Image.fromarray(pixels).save(folder / f"{n}.png")
+    source = open_concepts(folder, planted)
+    assert source.kind == "colors" and source.concepts.names == NAMES
+    job, waiting = run_job(planted, source, tmp_path / "cache")
+    result = job.results()["1"]
+    assert result.names[result.best(0)[0]] == "red" and result.best(0)[1] > 0.5
+
+
+def test_a_labelled_folder_of_your_own(planted, tmp_path):
+    root = tmp_path / "mine"
+    (root / "images" / "a").mkdir(parents=True)
+    (root / "masks" / "a").mkdir(parents=True)
+    (root / "labels.json").write_text(json.dumps({"labels": [{"number": 1, "name": "apple", "category": "object"},
+                                                             {"number": 300, "name": "sky", "category": "stuff"}]}))
+    rng = np.random.default_rng(2)
+    for n in range(5):
+        pixels = np.full((40, 40, 3), 128, dtype=np.uint8)
+        mask = np.zeros((40, 40, 3), dtype=np.uint8)
+        y, x = rng.integers(4, 24, size=2)
+        pixels[y:y + 10, x:x + 10] = (250, 0, 0)
+        mask[y:y + 10, x:x + 10] = (1, 0, 0)
+        mask[:4, :] = (300 % 256, 300 // 256, 0)
+        Image.fromarray(pixels).save(root / "images" / "a" / f"{n}.jpg", quality=95)
+        Image.fromarray(mask).save(root / "masks" / "a" / f"{n}.png")
+    source = open_concepts(root, planted)
+    assert source.kind == "folder" and set(source.concepts.categories) == {"object", "stuff"}
+    job, _ = run_job(planted, source, tmp_path / "cache")
+    result = job.results()["1"]
+    assert result.iou[0, result.names.index("apple")] > 0.6
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def test_bad_concept_datasets_fail_with_one_line_naming_the_problem(broden, planted, tmp_path):
+    import shutil
+
+    def copy(name):
+        target = tmp_path / name
+        shutil.copytree(broden, target)
+        return target
+
+    missing = copy("missing")
+    (missing / "index.csv").unlink()
+    with pytest.raises(AtlasError, match="no index.csv"):
+        open_concepts(missing, planted)
+
+    wrong_size = copy("size")
+    Image.new("RGB", (10, 10)).save(wrong_size / "images" / "shapes/000_object.png")
+    with pytest.raises(AtlasError, match=r"mask shapes/000_object.png is 10x10, index.csv says 16x16"):
+        run_job(planted, Broden.open(wrong_size, 32, 16), tmp_path / "c1")
+
+    unknown = copy("unknown")
+    Image.new("RGB", (16, 16), (99, 0, 0)).save(unknown / "images" / "shapes/001_color.png")
+    with pytest.raises(AtlasError, match="label number 99 is not in the dataset's labels"):
+        run_job(planted, Broden.open(unknown, 32, 16), tmp_path / "c2")
+
+    corrupt = copy("corrupt")
+    (corrupt / "images" / "shapes/002_object.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(AtlasError, match="cannot read mask .*002_object.png"):
+        run_job(planted, Broden.open(corrupt, 32, 16), tmp_path / "c3")
+    for error in (str(e) for e in []):
+        assert "\n" not in error
+
+
+def test_a_corrupt_image_is_skipped_with_a_warning_and_counted(broden, planted, tmp_path):
+    import shutil
+
+    root = tmp_path / "broken"
+    shutil.copytree(broden, root)
+    data = (root / "images" / "shapes/003.jpg").read_bytes()
+    (root / "images" / "shapes/003.jpg").write_bytes(data[:len(data) // 2])   # a truncated JPEG
+    with pytest.warns(dataset.SkippedImageWarning, match="003.jpg"):
+        job, _ = run_job(planted, Broden.open(root, 32, 16), tmp_path / "cache")
+    result = job.results()["1"]
+    assert result.images == 11 and result.skipped == 1
+
+
+# ----------------------------------------------------------------------------- through the build and the site
+
+def test_build_dissects_its_layers_and_the_site_shows_concepts(broden, tmp_path):
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+
+    args = ["build", PLANTED, "--weights", "random", "--layers", "1", "--classes", "none", "--size", "32",
+            "--steps", "3", "--precision", "fp32", "--dissect", str(broden), "--dissect-quantile", "0.1",
+            "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "site"),
+            "--no-connections"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 of 3 units detect a concept" in result.output
+    model = next((tmp_path / "site" / "models").iterdir())
+    unit = (model / "layers" / "1" / "0.html").read_text(encoding="utf-8")
+    assert "detects <b>red square</b>" in unit or "detects <b>red</b>" in unit
+    green = (model / "layers" / "1" / "2.html").read_text(encoding="utf-8")
+    assert "no concept" in green
+    layer = (model / "layers" / "1" / "index.html").read_text(encoding="utf-8")
+    assert "<b>2</b> of 3 units detect a concept" in layer and "blue square" in layer
+    home = (model / "index.html").read_text(encoding="utf-8")
+    assert 'id="dissection"' in home and "concepts.html" in home
+    index = (model / "concepts.html").read_text(encoding="utf-8")
+    assert index.count('<li data-search=') == 2 and "blue square" in index
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and "from cache" in again.output.split("dissection of")[1]
