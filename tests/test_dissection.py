@@ -68,7 +68,8 @@ def test_quantile_sketch_is_within_one_bin_of_the_exact_quantile():
         estimate = sketch.quantile(counts.numpy(), upper)
         exact = torch.quantile(maps.transpose(0, 1).reshape(3, -1).double(), 1 - upper, dim=1).numpy()
         for unit in range(3):
-            assert abs(estimate[unit] - exact[unit]) <= sketch.bin_width(exact[unit]), (upper, unit)
+            assert abs(estimate[unit] - exact[unit]) <= sketch.error_bound(exact[unit]), (upper, unit)
+            assert sketch.bin_width(exact[unit]) <= max(abs(exact[unit]) / 64, 1e-6)
 
 
 def test_sketches_of_shards_merge_to_the_sketch_of_the_whole():
@@ -82,8 +83,11 @@ def test_sketches_of_shards_merge_to_the_sketch_of_the_whole():
 
 
 def test_the_stated_error_bound_is_what_the_module_docstring_says():
-    assert sketch.bin_width(0.0) == pytest.approx(0.00488, rel=0.01)
-    assert sketch.bin_width(100.0) / 100.0 == pytest.approx(0.0049, rel=0.01)
+    assert sketch.bin_width(0.0) == pytest.approx(9.5e-7, rel=0.01)
+    for value in (1.0, -3.7, 100.0, 2500.0):
+        assert abs(value) / 128 <= sketch.bin_width(value) <= abs(value) / 64
+    assert sketch.error_bound(100.0) == pytest.approx(sketch.bin_width(100.0) + 100 / 2048)
+    assert sketch.saturated(sketch.new_counts(1).numpy() + np.eye(1, sketch.BINS, sketch.BINS - 1, dtype=np.int64), 0.5)[0]
 
 
 # ----------------------------------------------------------------------------- IoU against brute force
@@ -133,7 +137,7 @@ def test_iou_and_thresholds_match_a_brute_force_reference(broden, tiny, tmp_path
         result = job.results()[layer]
         truth, values = brute_force(small, source, layer, result.thresholds, 16)
         exact = torch.quantile(values.double(), 0.95, dim=1).numpy()
-        assert all(abs(t - e) <= sketch.bin_width(e) for t, e in zip(result.thresholds, exact))
+        assert all(abs(t - e) <= sketch.error_bound(e) for t, e in zip(result.thresholds, exact))
         np.testing.assert_allclose(result.iou, truth, atol=1e-6)
         assert result.images == 12 and result.iou.shape == (small.layer(layer).channels, len(LABELS))
 

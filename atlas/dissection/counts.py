@@ -1,4 +1,4 @@
-"""IoU counts of one layer's units against a concept dataset, accumulated on the device.
+"""The dissection's consumers of the dataset pass: quantile sketches, then IoU counts.
 
 For each image, a unit's *region* is its activation map, resampled bilinearly to
 the mask resolution, above the unit's threshold (its dataset-wide upper quantile).
@@ -9,8 +9,9 @@ Summed over the dataset, per (unit, concept):
     G[k]     pixels of concept k
 
 and IoU = I / (A[cat(k)] + G - I) (`atlas.store.dissection.iou`). A whole-image
-label (scene, texture) covers every pixel of its image. Counts are int64 and add,
-so shards merge exactly.
+label (scene, texture) covers every pixel of its image. Counts are int64 on the
+device and add, so shards merge exactly; memory is [units, concepts] per layer,
+whatever the dataset.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ import torch.nn.functional as F
 
 from ..dataset import Batch
 from . import sketch
+
+# Active maps resampled at once: [CHUNK, P] floats bound the memory of a batch's regions.
+CHUNK = 2048
 
 
 @dataclass
@@ -38,69 +42,89 @@ class Counts:
                    torch.zeros(concepts, dtype=torch.int64, device=device))
 
 
+@dataclass
+class Labels:
+    """One batch's concept labels on the device, padded to a common number of maps."""
+    maps: torch.Tensor        # [B, M, P] long: concept index per pixel, -1 unlabelled (or a padding map)
+    labelled: torch.Tensor    # [B, categories] long (0/1): the image carries labels of that category
+    whole: torch.Tensor       # [B, W] long: whole-image concepts, -1 padding
+    ground: torch.Tensor      # [K] long: concept pixels of the whole batch (its part of G)
+
+    @classmethod
+    def of(cls, items, category_of: list[int], categories: int, side: int, device) -> "Labels":
+        pixels, count, concepts = side * side, len(items), len(category_of)
+        depth = max([len(item.maps) if item.maps is not None else 0 for item in items] + [1])
+        width = max([len(item.whole) for item in items] + [1])
+        maps = torch.full((count, depth, pixels), -1, dtype=torch.long)
+        whole = torch.full((count, width), -1, dtype=torch.long)
+        labelled = torch.zeros(count, categories, dtype=torch.long)
+        for b, item in enumerate(items):
+            if item.maps is not None and len(item.maps):
+                maps[b, :len(item.maps)] = torch.from_numpy(item.maps.reshape(len(item.maps), -1))
+            whole[b, :len(item.whole)] = torch.tensor(item.whole, dtype=torch.long)
+            for c in list(item.map_categories) + [category_of[k] for k in item.whole]:
+                labelled[b, c] = 1
+        ground = torch.bincount(maps[maps >= 0], minlength=concepts)
+        ground += torch.bincount(whole[whole >= 0], minlength=concepts) * pixels
+        return cls(maps.to(device), labelled.to(device), whole.to(device), ground.to(device))
+
+
 def regions(maps: torch.Tensor, thresholds: torch.Tensor, side: int) -> torch.Tensor:
-    """[B, C, side*side] float 0/1: each unit's map resampled to the mask side, above its threshold."""
-    if maps.dim() == 2:   # a flat layer: one value per unit covers the whole image
-        return (maps > thresholds).float()[:, :, None].expand(-1, -1, side * side)
-    big = F.interpolate(maps.float(), size=(side, side), mode="bilinear", align_corners=False)
-    return (big > thresholds.view(1, -1, 1, 1)).flatten(2).float()
+    """[N, side * side] bool: each map [N, h, w] resampled bilinearly to the mask side,
+    above its own threshold [N]."""
+    big = F.interpolate(maps[:, None].float(), size=(side, side), mode="bilinear", align_corners=False)
+    return (big[:, 0] > thresholds.view(-1, 1, 1)).flatten(1)
 
 
-def add_image(counts: Counts, region: torch.Tensor, maps: torch.Tensor, map_categories, whole, category_of) -> None:
-    """Count one image: `region` [C, P] (0/1), `maps` [M, P] concept index per pixel (-1: none),
-    each map of category `map_categories[m]`, and whole-image concepts `whole`."""
-    pixels = region.shape[1]
-    labelled = set(int(c) for c in map_categories) | {int(category_of[k]) for k in whole}
-    if not labelled:
-        return
-    area = region.sum(1)                                         # [C], exact in float32 (P < 2^24)
-    concepts, masks = [], []
-    for m in range(maps.shape[0]):
-        present = torch.unique(maps[m])
-        present = present[present >= 0]
-        if len(present):
-            concepts.append(present)
-            masks.append((maps[m][None, :] == present[:, None]).float())   # [k, P]
-    if concepts:
-        ids = torch.cat(concepts)
-        onehot = torch.cat(masks)
-        counts.intersection.index_add_(1, ids, (region @ onehot.T).round().long())
-        counts.ground.index_add_(0, ids, onehot.sum(1).round().long())
-    if whole:
-        ids = torch.tensor(list(whole), device=region.device)
-        counts.intersection.index_add_(1, ids, area.round().long()[:, None].expand(-1, len(ids)).contiguous())
-        counts.ground.index_add_(0, ids, torch.full((len(ids),), pixels, dtype=torch.int64, device=region.device))
-    cats = torch.tensor(sorted(labelled), device=region.device)
-    counts.activation.index_add_(1, cats, area.round().long()[:, None].expand(-1, len(cats)).contiguous())
-    counts.images += 1
+def count_batch(counts: Counts, acts: torch.Tensor, thresholds: torch.Tensor, labels: Labels, side: int) -> None:
+    """Add one batch of one layer (`acts` [B, C, h, w], or [B, C] for a flat layer) to `counts`.
+
+    Bilinear resampling never exceeds a map's own maximum, so a unit whose map stays at
+    or below its threshold has an empty region: only the other (image, unit) pairs are
+    resampled, and only their region pixels are looked up in the masks. The counts are
+    exactly those of resampling and comparing every map."""
+    concepts = counts.intersection.shape[1]
+    counts.ground += labels.ground
+    counts.images += acts.shape[0]
+    if acts.dim() == 2:
+        acts = acts[:, :, None, None]
+    images, units = (acts.amax(dim=(2, 3)) > thresholds).nonzero(as_tuple=True)
+    for first in range(0, len(images), CHUNK):
+        b, u = images[first:first + CHUNK], units[first:first + CHUNK]
+        pair, pixel = regions(acts[b, u], thresholds[u], side).nonzero(as_tuple=True)
+        area = torch.bincount(pair, minlength=len(b))                                  # [n] region pixels
+        for m in range(labels.maps.shape[1]):
+            label = labels.maps[b[pair], m, pixel]
+            hit = label >= 0
+            inside = torch.bincount(pair[hit] * concepts + label[hit], minlength=len(b) * concepts)
+            counts.intersection.index_add_(0, u, inside.view(len(b), concepts))
+        for w in range(labels.whole.shape[1]):
+            concept = labels.whole[b, w]
+            keep = concept >= 0
+            counts.intersection.index_put_((u[keep], concept[keep]), area[keep], accumulate=True)
+        counts.activation.index_add_(0, u, area[:, None] * labels.labelled[b])
 
 
 class IoUCounter:
-    """Consumer of the dataset pass: IoU counts for every unit of some layers, given
-    their thresholds. Memory: [units, concepts] counts per layer, whatever the dataset."""
+    """IoU counts for every unit of some layers, given their thresholds."""
 
     def __init__(self, thresholds: dict[str, torch.Tensor], concepts, side: int, device):
         self.layers = frozenset(thresholds)
-        self.thresholds = {layer: t.to(device) for layer, t in thresholds.items()}
+        self.thresholds = {layer: t.to(device).float() for layer, t in thresholds.items()}
         self.side = side
         self.category_of = list(concepts.category_of)
-        self.counts = {layer: Counts.zeros(len(t), len(concepts.names), len(concepts.categories), device)
+        self.categories = len(concepts.categories)
+        self.counts = {layer: Counts.zeros(len(t), len(concepts.names), self.categories, device)
                        for layer, t in self.thresholds.items()}
 
     def update(self, batch: Batch) -> None:
-        device = batch.images.device
-        maps = [torch.from_numpy(item.maps.reshape(len(item.maps), -1)).to(device).long()
-                if item.maps is not None else torch.zeros(0, self.side * self.side, dtype=torch.long, device=device)
-                for item in batch.items]
+        labels = Labels.of(batch.items, self.category_of, self.categories, self.side, batch.images.device)
         for layer in self.layers:
-            acts = batch.acts[layer]
-            for b, item in enumerate(batch.items):   # one image at a time: a [C, P] region, not [B, C, P]
-                region = regions(acts[b:b + 1], self.thresholds[layer], self.side)[0]
-                add_image(self.counts[layer], region, maps[b], item.map_categories, item.whole, self.category_of)
+            count_batch(self.counts[layer], batch.acts[layer], self.thresholds[layer], labels, self.side)
 
 
 class QuantileCounter:
-    """Consumer of the dataset pass: a quantile sketch (`sketch`) per unit of some layers."""
+    """A quantile sketch (`sketch`) per unit of some layers."""
 
     def __init__(self, layers: dict[str, int], device):
         self.layers = frozenset(layers)

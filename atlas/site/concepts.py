@@ -18,7 +18,8 @@ from ..store.dissection import DETECTOR_IOU, LayerDissection
 if TYPE_CHECKING:
     from .views import LayerView, ModelView, UnitView
 
-SHOWN_PER_CATEGORY = 1
+# How pages name each kind of concept dataset (atlas.concepts readers' `kind`).
+KIND_LABELS = {"broden": "Broden", "folder": "labelled", "colors": "colour"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ class UnitConcepts:
 class LayerConcepts:
     """One layer's dissection as its pages show it."""
     result: LayerDissection
+
+    @property
+    def kind(self) -> str:
+        return KIND_LABELS.get(self.result.setup.kind, self.result.setup.kind)
 
     @property
     def dataset(self) -> str:
@@ -132,7 +137,7 @@ def summary(model: "ModelView") -> dict | None:
     peak = max([max(r["unique"], default=0) for r in rows] + [1])
     first = layers[0].concepts
     return {"categories": categories, "rows": rows, "peak": peak, "dataset": first.dataset,
-            "kind": first.result.setup.kind, "images": first.result.images,
+            "kind": first.kind, "images": first.result.images,
             "quantile": first.result.setup.quantile, "iou": DETECTOR_IOU}
 
 
