@@ -44,6 +44,7 @@ class AtlasGroup(click.Group):
 def main():
     """Render a browsable atlas of feature visualizations for an ImageNet classifier."""
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+    warnings.filterwarnings("ignore", category=FutureWarning, module="torch")   # torch's own deprecations, not ours
     warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
 
 
@@ -123,6 +124,17 @@ def layers(model, weights):
               default=0.005, show_default=True, help="A unit's region: where it is in this top share of its activations.")
 @click.option("--dissect-mask-size", type=click.IntRange(min=1, max=1024),
               help="Side the activation maps are compared with the masks at (default: half the model's input).")
+@click.option("--activation-atlas", "atlas_dir", type=click.Path(path_type=Path),
+              help="A folder of photos: an activation atlas (a map of everything a layer sees) of a few layers.")
+@click.option("--atlas-layers", help="Layers of the activation atlas (default: three of the rendered layers).")
+@click.option("--atlas-positions", type=click.IntRange(min=1, max=1000), default=4, show_default=True,
+              help="Activation vectors sampled per photo.")
+@click.option("--atlas-samples", type=click.IntRange(min=16), help="Most samples per layer (default: all).")
+@click.option("--atlas-class", type=click.IntRange(min=0), help="Also a class atlas of this class on the deepest atlas layer.")
+@click.option("--atlas-layout", type=click.Choice(["umap", "pca"]), default="umap", show_default=True,
+              help="How samples are laid out in 2-D.")
+@click.option("--atlas-icon-steps", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Optimization steps of each atlas icon (80 px).")
 @click.option("--workers", type=click.IntRange(min=0, max=64),
               help="Image-decoding processes of the dataset passes (default: every core but one).")
 @click.option("--connections/--no-connections", default=True, show_default=True,

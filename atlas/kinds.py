@@ -32,6 +32,7 @@ class Page(StrEnum):
     LAYER = "layer"   # on the layer page: one image for the whole layer (DeepDream)
     OWN = "own"       # on a page of its own next to the layer's channel pages (a direction)
     PHOTO = "photo"   # on the page of the photo it imitates (a caricature)
+    ATLAS = "atlas"   # an icon of the layer's activation atlas, on the atlas page
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,11 @@ register(Kind("direction", "direction", page=Page.OWN, params=("seed", "weights"
 register(Kind("caricature", "caricature", layouts=SPATIAL, page=Page.PHOTO,
               params=("photo", "power"), batch_param="photo", across_layers=True,
               title=lambda u: f"{u.layer} caricature of {str(u.param('photo'))[:8]}"))
+# An activation-atlas icon: a direction at the centre position, the mean of one grid cell's
+# activation vectors. The index is always 0: the key follows the direction's values, so an
+# icon renders once whatever grid (or atlas) needs it.
+register(Kind("icon", "atlas icon", layouts=SPATIAL, page=Page.ATLAS, params=("direction", "power"),
+              title=lambda u: f"{u.layer} atlas icon"))
 
 # The objectives a user picks by name: for channels, the kinds that need no parameters; for classes, the class kinds.
 UNIT_KINDS = tuple(n for n, k in KINDS.items() if not k.is_class and not k.params)

@@ -81,6 +81,19 @@ class Layout:
             return patches.transpose(1, 2).reshape(b, c, rows, cols)
         return output
 
+    def from_maps(self, maps: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The inverse of `to_maps`: `maps` [B, C, H, W] back in this layout, shaped like
+        `like` (a tensor the layer output; its prefix tokens become zeros)."""
+        if self.kind == Arrangement.NHWC:
+            return maps.permute(0, 2, 3, 1)
+        if self.kind == Arrangement.TOKENS:
+            import torch
+
+            b, c = maps.shape[:2]
+            patches = maps.reshape(b, c, -1).transpose(1, 2)
+            return torch.cat([patches.new_zeros(b, self.prefix, c), patches], 1).reshape(b, *like.shape[1:])
+        return maps.reshape(maps.shape[0], *like.shape[1:])
+
     def __str__(self) -> str:
         if self.kind == Arrangement.TOKENS:
             return f"tokens+{self.prefix}" if self.prefix else "tokens"

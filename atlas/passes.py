@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, ContextManager
 
 from . import dataset, distributed
+from .activation_atlas.job import AtlasJob, AtlasRequest, atlas_job
 from .concepts import open_concepts
 from .dissection.job import DEFAULT_QUANTILE, DissectionJob, dissection_job
 from .examples import ExamplesPass, examples_pass
@@ -38,6 +39,7 @@ class DatasetRequest:
     batch_size: int = 32
     workers: int | None = None            # decoding processes; None: every core but one
     shard: tuple[int, int] = (1, 1)       # this process's share of the images (shards x torchrun ranks)
+    atlas: AtlasRequest | None = None     # activation-atlas samples (the atlas itself is built after)
 
 
 @dataclass
@@ -45,11 +47,14 @@ class DatasetOutcome:
     examples: dict = field(default_factory=dict)
     dissection: dict = field(default_factory=dict)
     waiting: list[str] = field(default_factory=list)     # dissected layers waiting for other shards
+    atlas: AtlasJob | None = None                         # samples stored: ready to lay out and render
     reports: dict[str, dataset.PassReport] = field(default_factory=dict)   # by pass name
 
 
 def same_photos(a, b) -> bool:
     """Whether two sources read the same files the same way (so one pass can feed both)."""
+    if a is None or b is None:
+        return False
     return (getattr(a, "paths", None) is not None and getattr(a, "paths", None) == getattr(b, "paths", None)
             and (a.size, a.resize) == (getattr(b, "size", None), getattr(b, "resize", None)))
 
@@ -76,25 +81,47 @@ def run(model: Model, layers: list[str], request: DatasetRequest, root: Path, de
             say(f"{name}: skipped {len(report.skipped)} unreadable images of {count}")
         return report
 
-    # Read 1: examples (all images) and dissection sketches (this shard's), together where they can be.
+    if request.atlas is not None:
+        outcome.atlas = atlas_job(model, dataset.image_folder(request.atlas.folder, model, "--activation-atlas"),
+                                  request.atlas, root, precision)
+
+    # Read 1: every consumer that needs only the photos: examples (all images), dissection
+    # sketches (this shard's) and atlas samples, one pass per distinct way of reading them.
     top = examples.consumer() if examples else None
     sketches = dissect.quantile_consumer(device) if dissect else None
-    sharing = (top is not None and sketches is not None and request.shard == (1, 1)
-               and same_photos(examples.source, dissect.source))
-    if sharing:
-        report = stream("dataset examples and dissection quantiles", dissect.source, [top, sketches])
-        outcome.examples = examples.finish(top, report, device)
-        waiting = dissect.finish_quantiles(sketches, report)
-    else:
-        if examples is not None:
-            report = stream("dataset examples", examples.source, [top]) if top else dataset.PassReport()
-            outcome.examples = examples.finish(top, report, device)
-        if dissect is not None:
-            indices = dataset.shard_indices(len(dissect.source), request.shard)
-            report = stream("dissection quantiles", dissect.source, [sketches], indices) if sketches else dataset.PassReport()
-            waiting = dissect.finish_quantiles(sketches, report)
+    sampler = outcome.atlas.sampler() if outcome.atlas else None
+    groups: list[tuple[str, object, list, list[Callable]]] = []   # (pass name, source, consumers, finishers)
+
+    def join(name: str, source, consumer, finish, shared: bool = True) -> None:
+        for group in groups:
+            if shared and group[0] != "dissection quantiles" and same_photos(group[1], source):
+                group[2].append(consumer)
+                group[3].append(finish)
+                names = group[0].split(" and ")
+                groups[groups.index(group)] = (" and ".join(names + [name]), group[1], group[2], group[3])
+                return
+        groups.append((name, source, [consumer], [finish]))
+
+    waiting: list[str] = []
+    if top is not None:
+        join("dataset examples", examples.source, top, lambda report: outcome.examples.update(
+            examples.finish(top, report, device)))
+    elif examples is not None:
+        outcome.examples = examples.finish(None, dataset.PassReport(), device)
+    if sketches is not None:
+        join("dissection quantiles", dissect.source, sketches,
+             lambda report: waiting.extend(dissect.finish_quantiles(sketches, report)),
+             shared=request.shard == (1, 1))
+    if sampler is not None:
+        join("activation-atlas samples", outcome.atlas.source, sampler,
+             lambda report: outcome.atlas.finish_samples(sampler, report))
+    for name, source, consumers, finishers in groups:
+        indices = dataset.shard_indices(len(source), request.shard) if name == "dissection quantiles" else None
+        report = stream(name, source, consumers, indices)
+        for finish in finishers:
+            finish(report)
     if examples is not None:
-        rate = outcome.reports.get("dataset examples") or outcome.reports.get("dataset examples and dissection quantiles")
+        rate = next((r for name, r in outcome.reports.items() if "dataset examples" in name), None)
         say(f"dataset examples for {plural(len(layers), 'layer')}: "
             + (f"{rate.rate:.1f} images/s" if rate and rate.images else "from cache"))
     if dissect is None:

@@ -20,6 +20,7 @@ from typing import Callable, ContextManager, Iterator, Protocol
 from . import build as builds, cache, distributed
 from . import device as devices
 from . import plan as plans
+from .activation_atlas.job import AtlasRequest
 from .dissection.job import DEFAULT_QUANTILE
 from .errors import AtlasError
 from .models import Model, load_model, to_device
@@ -96,6 +97,14 @@ class BuildRequest:
     dissect_quantile: float = DEFAULT_QUANTILE
     dissect_mask_size: int | None = None
     workers: int | None = None  # image-decoding processes of the dataset passes
+    # activation atlas of a few layers from a folder of photos (see atlas.activation_atlas)
+    atlas_dir: Path | None = None
+    atlas_layers: str | None = None         # None: three of the rendered layers, spread over the depth
+    atlas_positions: int = 4                # samples per photo
+    atlas_samples: int | None = None        # most samples per layer (None: every photo's positions)
+    atlas_class: int | None = None          # also a class atlas of the deepest atlas layer
+    atlas_layout: str = "umap"
+    atlas_icon_steps: int = 256
     # circuits: expanded weights between rendered layers (cached per layer pair)
     connections: bool = True
     # caricatures of the first N photos of this folder (default: the examples folder) at every rendered layer
@@ -153,6 +162,8 @@ def check_request(request: BuildRequest) -> None:
         check_writable(request.out, "output dir")
     if request.examples_dir is not None:
         list_images(request.examples_dir, "--examples")  # a bad folder fails now, not after the render
+    if request.atlas_dir is not None:
+        list_images(request.atlas_dir, "--activation-atlas")
     if request.dissect_dir is not None and not Path(request.dissect_dir).is_dir():
         raise AtlasError(f"--dissect {request.dissect_dir} is not a folder")
     if not 0 < request.dissect_quantile < 0.5:
@@ -205,8 +216,10 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
         if older:
             labels.backfill(model, older, request.cache_dir, target, settings.precision)
             say(f"labels for {len(older)} cached units stored before labels were")
-    if request.dissect_dir is not None or (rank == 0 and request.examples_dir is not None):
-        dataset_side(model, selected, request, settings, target, (k, n), (rank, world), reporter)
+    if request.dissect_dir is not None or (rank == 0 and (request.examples_dir or request.atlas_dir) is not None):
+        outcome = dataset_side(model, selected, request, settings, target, (k, n), (rank, world), reporter)
+        if rank == 0 and outcome.atlas is not None:
+            render_atlases(model, outcome.atlas, settings, target, reporter)
     if rank == 0 and request.connections:
         find_connections(model, selected, request, target, reporter)
     if rank == 0 and (request.caricatures_dir or request.examples_dir) is not None:
@@ -225,7 +238,7 @@ def _normalized(request: BuildRequest) -> BuildRequest:
     changes = {}
     for f in fields(request):
         value = getattr(request, f.name)
-        if f.name in ("cache_dir", "out", "examples_dir", "caricatures_dir", "dissect_dir") and value is not None \
+        if f.name in ("cache_dir", "out", "examples_dir", "caricatures_dir", "dissect_dir", "atlas_dir") and value is not None \
                 and not isinstance(value, Path):
             changes[f.name] = Path(value)
     units = tuple(s.strip() for spec in request.units for s in str(spec).replace(" ", ",").split(",") if s.strip())
@@ -242,12 +255,48 @@ def dataset_side(model: Model, units: list, request: BuildRequest, settings: Set
 
     (k, n), (r, world) = shard, rank
     layers = sorted({u.layer for u in units}, key=lambda name: model.layer(name).position)
+    atlas = None
+    if request.atlas_dir is not None and r == 0:
+        atlas = AtlasRequest(Path(request.atlas_dir), atlas_layers(model, units, request.atlas_layers),
+                             request.atlas_positions, request.atlas_samples, request.seed or 0, request.atlas_layout,
+                             class_index=request.atlas_class, icon_steps=request.atlas_icon_steps)
     dataset_request = passes.DatasetRequest(
         examples_dir=request.examples_dir if r == 0 else None, examples_k=request.examples_k,
         dissect_dir=request.dissect_dir, quantile=request.dissect_quantile, mask_size=request.dissect_mask_size,
-        batch_size=request.batch_size or 32, workers=request.workers, shard=(k + n * r, n * world))
+        batch_size=request.batch_size or 32, workers=request.workers, shard=(k + n * r, n * world), atlas=atlas)
     return passes.run(model, layers, dataset_request, request.cache_dir, device, settings.precision,
                       reporter.say, reporter.progress)
+
+
+def atlas_layers(model: Model, units: list, names: str | None) -> tuple[str, ...]:
+    """The layers an activation atlas covers: those named, else three of the rendered layers
+    with a map (first third, second third, deepest), else of the model's default layers."""
+    if names:
+        return tuple(layer.name for layer in model.select_layers(names))
+    rendered = sorted({u.layer for u in units if not u.kind.is_class}, key=lambda name: model.layer(name).position)
+    spatial = [n for n in rendered if model.layer(n).layout.spatial] or \
+        [l.name for l in model.layers if l.default and l.layout.spatial]
+    if not spatial:
+        raise AtlasError(f"{model.name} has no layer with a map for an activation atlas: name one with --atlas-layers")
+    picks = {spatial[len(spatial) // 3], spatial[2 * len(spatial) // 3], spatial[-1]}
+    return tuple(n for n in spatial if n in picks)
+
+
+def render_atlases(model: Model, job, settings: Settings, device, reporter: Reporter) -> None:
+    """Lay out, bin and render the icons of every atlas layer (and the class atlas)."""
+    from .activation_atlas.job import build_atlas
+
+    wanted = [(layer, None) for layer in job.request.layers]
+    if job.request.class_index is not None:
+        wanted.append((job.request.layers[-1], job.request.class_index))
+    for layer, class_index in wanted:
+        record, summary = build_atlas(job, layer, settings, device, class_index)
+        icons = sum(len(level["cells"]) for level in record["levels"])
+        what = f"class {class_index} atlas" if class_index is not None else "activation atlas"
+        reporter.say(f"{what} of {layer}: {record['samples']} samples of {record['images']} photos, "
+                     f"layout {record['layout']}, grids {'/'.join(str(l['size']) for l in record['levels'])}, "
+                     f"{icons} icons (rendered {summary.rendered}, from cache {summary.cached}"
+                     f"{', failed ' + str(len(summary.failed)) if summary.failed else ''})")
 
 
 def find_connections(model: Model, units: list, request: BuildRequest, device, reporter: Reporter) -> None:

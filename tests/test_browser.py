@@ -314,3 +314,63 @@ def test_first_view_of_a_full_model_stays_light(browser, full_site):
         print(f"first view of {name}: {sizes}")
         assert sizes["shown"] >= 512 and 0 < sizes["image_count"] < sizes["shown"] / 2, sizes   # lazy
         assert sizes["total"] < FIRST_VIEW_LIMIT, (name, sizes)
+
+
+# ----------------------------------------------------------------------------- the activation atlas
+
+def make_atlas_cache(root):
+    """A real build of a tiny named model with an activation atlas of two grid levels."""
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+    from test_activation_atlas import photo_folder
+
+    photos = photo_folder(root.parent / "atlas-photos", 30)
+    result = CliRunner().invoke(main, [
+        "build", "tests.tinynet:tiny_vgg_named", "--weights", "random", "--layers", "features.5", "--channels", "4",
+        "--classes", "0-3", "--size", "32", "--steps", "3", "--precision", "fp32", "--activation-atlas", str(photos),
+        "--atlas-positions", "40", "--atlas-layout", "pca", "--atlas-icon-steps", "4", "--workers", "0",
+        "--cache-dir", str(root), "--no-site", "--no-connections"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="module")
+def atlas_site(tmp_path_factory):
+    yield from _served(tmp_path_factory.mktemp("atlas"), make_atlas_cache)
+
+
+def test_activation_atlas_zooms_labels_filters_and_links(browser, atlas_site):
+    folder, base = atlas_site
+    model = next((folder / "models").iterdir()).name
+    url = f"{base}models/{model}/layers/features.5/atlas.html"
+    w = Watched(browser)
+    page = w.page
+    page.goto(url)
+    assert w.check_images() > 5                                        # the coarse grid's icons decode
+    assert page.inner_text("#atlas-level").startswith("grid 10×10")
+    assert page.locator('.atlas-level[data-level="0"] .atlas-label').count() > 5   # top-class labels
+    first = page.locator('.atlas-level[data-level="0"] .atlas-cell').first
+    first.hover()
+    assert "average of" in page.inner_text("#atlas-tip") and page.locator("#atlas-tip ol li").count() >= 1
+    first.click()
+    assert "Strongest channels" in page.inner_text("#atlas-detail")
+    assert page.locator("#atlas-detail .atlas-photos img").count() >= 1
+    page.click('button[data-zoom="in"]')
+    assert page.inner_text("#atlas-level").startswith("grid 20×20")   # the finer grid as you zoom in
+    assert page.locator('.atlas-level[data-level="1"]').is_visible()
+    page.wait_for_function("location.hash.includes('z=2.000')", timeout=5000)
+    name = page.evaluate("JSON.parse(document.getElementById('atlas-data').textContent).names['1']")
+    page.fill("#atlas-class", f"{name} #1")
+    page.wait_for_function("location.hash.includes('c=1')", timeout=5000)
+    opacities = page.evaluate("""Array.from(document.querySelectorAll('.atlas-level[data-level="1"] .atlas-cell'))
+                                 .map(e => parseFloat(e.style.opacity))""")
+    assert min(opacities) < 0.5 < max(opacities)                     # faded by attribution to class 1
+    shared = page.evaluate("location.href")
+    w.shot("atlas-zoomed", full_page=False)
+    w.close()
+
+    again = Watched(browser)                                           # the shared link opens that view
+    again.page.goto(shared)
+    assert again.page.inner_text("#atlas-level").startswith("grid 20×20")
+    assert again.page.input_value("#atlas-class") == f"{name} #1"
+    again.close()

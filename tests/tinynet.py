@@ -27,3 +27,14 @@ class TinyVGG(nn.Module):
 
 def tiny_vgg() -> nn.Module:
     return TinyVGG()
+
+
+NAMED_CLASSES = ("red thing", "green thing", "blue thing", "grey thing", "dark thing", "light thing", "striped thing",
+                 "round thing", "square thing", "small thing")
+
+
+def tiny_vgg_named():
+    """TinyVGG with class names and a 32 px evaluation view, for pages that name classes."""
+    from atlas.spec import ModelSpec
+
+    return TinyVGG(), ModelSpec(crop_size=32, resize_size=36, class_names=NAMED_CLASSES)

@@ -55,3 +55,10 @@ def _direction(rows, ctx):
 
 
 kinds.builds("caricature")(caricature_objective)
+
+
+@kinds.builds("icon")
+def _icon(rows, ctx):
+    vectors = torch.tensor([u.param("direction") for u in rows], dtype=torch.float32)
+    powers = torch.tensor([float(u.param("power")) for u in rows])
+    return objectives.centre_direction(rows[0].layer, vectors, powers)

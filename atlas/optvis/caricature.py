@@ -24,22 +24,13 @@ from .. import device as devices
 from ..errors import AtlasError
 from ..models import normalize
 from .hooks import activations
-from .objectives import Objective
+from .objectives import Objective, dot_compare
 
 if TYPE_CHECKING:
     from ..units import Unit
     from .context import Context
 
 DEFAULT_POWER = 1.0   # cosine similarity's power (Lucid's recipe: 0, the dot product alone)
-MIN_COSINE = 0.1      # Lucid floors the similarity so a power never flips the sign or vanishes
-
-
-def dot_compare(mine: torch.Tensor, target: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
-    """[B] the dot product of each row of `mine` with `target`, times their cosine
-    similarity (floored at MIN_COSINE) to the row's `power`."""
-    dot = (mine * target).flatten(1).sum(1)
-    cosine = dot / (mine.flatten(1).norm(dim=1) * target.flatten(1).norm(dim=1) + 1e-6)
-    return dot * cosine.clamp(min=MIN_COSINE) ** power
 
 
 def caricature_objective(rows: list["Unit"], ctx: "Context") -> Objective:

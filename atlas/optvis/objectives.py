@@ -114,6 +114,28 @@ def direction(layer: str, weights: torch.Tensor) -> Objective:
     return Objective(score, frozenset([layer]))
 
 
+MIN_COSINE = 0.1   # Lucid floors the similarity so a power never flips the sign, and early steps get a gradient
+
+
+def dot_compare(mine: torch.Tensor, target: torch.Tensor, power: torch.Tensor) -> torch.Tensor:
+    """[B] the dot product of each row of `mine` with `target` (flattened alike), times
+    their cosine similarity floored at MIN_COSINE, to the row's `power` (Lucid's `dot_compare`)."""
+    dot = (mine * target).flatten(1).sum(1)
+    cosine = dot / (mine.flatten(1).norm(dim=1) * target.flatten(1).norm(dim=1) + 1e-6)
+    return dot * cosine.clamp(min=MIN_COSINE) ** power
+
+
+def centre_direction(layer: str, vectors: torch.Tensor, power: torch.Tensor) -> Objective:
+    """An activation-atlas icon (Carter et al. 2019): the activation vector at the centre of
+    the map compared with one direction per image (`vectors` [B, C]) by `dot_compare`."""
+    def score(acts):
+        out = acts[layer]
+        out = out.float() if out.dtype in (torch.bfloat16, torch.float16) else out   # float64 stays (gradcheck)
+        centre = out[:, :, out.shape[2] // 2, out.shape[3] // 2]
+        return dot_compare(centre, vectors.to(out.device, out.dtype), power.to(out.device, out.dtype))
+    return Objective(score, frozenset([layer]))
+
+
 def diversity(layer: str, groups: torch.Tensor, images: torch.Tensor | None = None) -> Objective:
     """Push images of the same group apart: minus the summed cosine similarity
     of each row's Gram matrix (its style at `layer`) to the others in its

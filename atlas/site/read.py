@@ -17,6 +17,7 @@ from ..kinds import Page
 from ..record import EntryMeta, number
 from ..text import safe_name
 from ..units import OBJECTIVES
+from .atlas import attach as attach_atlases
 from .concepts import attach as attach_concepts
 from .connections import attach as attach_connections
 from .figures import curve_plot
@@ -26,14 +27,17 @@ from .views import ExampleSet, ExampleView, LayerView, ModelView, PhotoView, Ren
 
 def build_models(entries, cards: list[dict], examples: dict | None = None,
                  examples_dir: Path | None = None, photos: dict | None = None,
-                 pairs: dict | None = None, dissections: dict | None = None) -> list[ModelView]:
+                 pairs: dict | None = None, dissections: dict | None = None, atlases: dict | None = None,
+                 atlas_root: Path | None = None) -> list[ModelView]:
     """Group cache entries under their model card, newest render per unit, pages linked up.
 
     `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
     (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`. `photos`
     maps a photo digest to its stored record (`atlas.caricatures.scan_photos`);
     `pairs` holds the cached connections (`atlas.store.circuits.scan`) and
-    `dissections` the merged dissection per layer (`atlas.store.dissection.scan`).
+    `dissections` the merged dissection per layer (`atlas.store.dissection.scan`) and
+    `atlases` the activation atlases (`atlas.store.activation_atlas.scan`), whose photo
+    patches lie under `atlas_root`.
     """
     newest: dict[tuple, tuple[cache.Entry, EntryMeta]] = {}
     for entry in entries:
@@ -69,6 +73,8 @@ def build_models(entries, cards: list[dict], examples: dict | None = None,
         attach_connections(models, pairs)
     if dissections:
         attach_concepts(models, dissections)
+    if atlases:
+        attach_atlases(models, atlases, Path(atlas_root or "."))
     return models
 
 
@@ -130,6 +136,8 @@ PLACE = {
         UnitView(layer, render.unit.index, [render], prefix="direction-")),
     # on the page of the photo it imitates (a caricature)
     Page.PHOTO: lambda layer, render, by_unit: layer.caricatures.append(render),
+    # on the layer's activation-atlas page, found by the cell that names its cache key
+    Page.ATLAS: lambda layer, render, by_unit: layer.icons.__setitem__(render.key, render),
 }
 
 

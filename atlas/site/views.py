@@ -198,6 +198,8 @@ class LayerView:
     inputs: object = None        # connections.Links from the previous rendered layer
     outputs: object = None       # connections.Links to the next rendered layer
     concepts: object = None      # concepts.LayerConcepts: this layer's network dissection
+    icons: dict = field(default_factory=dict)               # activation-atlas icons by cache key
+    atlases: list = field(default_factory=list)             # atlas.AtlasView: this layer's activation atlases
     connections_note: str = ""   # why this layer has no connections, when it has none
 
     @property
@@ -218,7 +220,7 @@ class LayerView:
 
     @property
     def rendered(self) -> bool:
-        return bool(self.units or self.layer_renders or self.directions or self.caricatures)
+        return bool(self.units or self.layer_renders or self.directions or self.caricatures or self.atlases)
 
     @property
     def example_objective(self) -> str:

@@ -14,6 +14,8 @@ or a GitHub Pages project sub-path)::
     models/<slug>/classes.html                class index (filterable)
     models/<slug>/results.html                the reference tables
     models/<slug>/concepts.html               the concept index (network dissection)
+    models/<slug>/layers/<layer>/atlas.html   the layer's activation atlas (atlas-class-<n>.html: a class atlas)
+    images/atlas/<sha>.jpg                    photo patches of atlas cells, named by content
     models/<slug>/layers/<layer>/index.html   layer page (grid of its units)
     models/<slug>/layers/<layer>/<n>.html     unit page
     models/<slug>/layers/<layer>/direction-<n>.html   a random direction's page
@@ -28,8 +30,8 @@ from urllib.parse import quote
 
 from .. import cache
 from ..errors import AtlasError
-from ..store import circuits as stored_circuits, dissection as stored_dissection, examples as stored_examples
-from ..store import photos as stored_photos
+from ..store import activation_atlas as stored_atlas, circuits as stored_circuits, dissection as stored_dissection
+from ..store import examples as stored_examples, photos as stored_photos
 from .concepts import concept_index, summary as concept_summary
 from .folder import claim, remove_stale, write_if_changed
 from .pages import class_index, results_tables
@@ -38,7 +40,7 @@ from .read import build_models
 from .size import DEFAULT_BUDGET, measure
 from .templates import template_dir, template_env
 
-STATIC_FILES = ("style.css", "filter.js")
+STATIC_FILES = ("style.css", "filter.js", "atlas.js")
 
 
 def write_site(cache_root: Path, out_dir: Path) -> Path:
@@ -48,7 +50,8 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
                           stored_examples.scan(cache_root), Path(cache_root) / stored_examples.FOLDER,
                           stored_photos.scan(cache_root), stored_circuits.scan(cache_root),
-                          stored_dissection.scan(cache_root))
+                          stored_dissection.scan(cache_root), stored_atlas.scan(cache_root),
+                          Path(cache_root) / stored_atlas.FOLDER)
     env = template_env()
     written: set[Path] = set()
 
@@ -73,6 +76,8 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
             if not layer.rendered:
                 continue
             page("layer.html", layer.path, model=model, layer=layer)
+            for atlas in layer.atlases:
+                page("atlas.html", atlas.path, model=model, layer=layer, atlas=atlas)
             for unit in layer.units + layer.directions:
                 page("unit.html", unit.path, model=model, layer=layer, unit=unit)
         for photo in model.photos:

@@ -11,14 +11,13 @@ The examples pass (`atlas.examples`) writes results here; the site reads them ba
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import joblib
 
-from .files import atomic_write, records
+from .files import atomic_write, records, store_by_content
 
 EXAMPLES_VERSION = 2   # 2: images framed by atlas.photos.eval_view (PIL), as every dataset pass frames them;
                        # the key names the precision of the forward pass
@@ -84,11 +83,7 @@ def store_crop(root: Path, data: bytes) -> str:
     """Store a crop once, named by its content (relative to the examples folder): the
     same image and box recur across channels, layers and runs, and a name that is its
     content's hash is already right wherever it exists."""
-    name = f"{CROPS_DIR}/{hashlib.sha256(data).hexdigest()[:24]}.jpg"
-    target = Path(root) / FOLDER / name
-    if not target.exists():
-        atomic_write(target, data)
-    return name
+    return f"{CROPS_DIR}/{store_by_content(Path(root) / FOLDER / CROPS_DIR, data)}"
 
 
 def _read_result(file: Path) -> tuple[tuple[int, str], tuple[str, str, str], dict]:

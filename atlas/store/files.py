@@ -6,6 +6,7 @@ so a build killed at any moment leaves the old file or the new one, never half.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import tempfile
@@ -55,6 +56,16 @@ def temp_path(path: Path) -> Path:
 
 def is_temp(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
+
+
+def store_by_content(folder: Path, data: bytes, suffix: str = ".jpg") -> str:
+    """Store `data` once under `folder`, named by its content's hash; returns the name.
+    The same bytes recur (a crop shown by many units) and a hash name is right wherever it exists."""
+    name = f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+    target = Path(folder) / name
+    if not target.exists():
+        atomic_write(target, data)
+    return name
 
 
 def records(folder: Path, pattern: str, read: Callable[[Path], T | None],

@@ -1,0 +1,97 @@
+"""Stored activation atlases: the samples of a layer, their layout, and each atlas's cells.
+
+Layout under the cache root::
+
+    atlas/samples/<key>.npz    a layer's sampled vectors, attributions, photos and positions
+    atlas/layouts/<key>.npy    their 2-D layout (one per samples, method, class and seed)
+    atlas/<key>.json           an atlas: its grids' cells, each naming its icon's cache entry
+    atlas/crops/<sha>.jpg      the patches of photos whose samples fell in a cell
+
+The icons themselves are ordinary cache entries (kind "icon"). numpy only: the site
+reads this without torch.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from .files import atomic_write, records, store_by_content
+
+ATLAS_VERSION = 1
+FOLDER = "atlas"
+CROPS = "crops"
+
+
+class UnreadableAtlasWarning(UserWarning):
+    """A stored atlas could not be read; the site leaves it out."""
+
+
+def key(**parts) -> str:
+    return joblib.hash({**parts, "version": ATLAS_VERSION})
+
+
+def store_samples(root: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    atomic_write(Path(root) / FOLDER / "samples" / f"{name}.npz", buffer.getvalue())
+
+
+def load_samples(root: Path, name: str) -> tuple[dict, dict[str, np.ndarray]] | None:
+    try:
+        with np.load(Path(root) / FOLDER / "samples" / f"{name}.npz", allow_pickle=False) as data:
+            return json.loads(str(data["meta"])), {k: data[k] for k in data.files if k != "meta"}
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def store_layout(root: Path, name: str, coords: np.ndarray, method: str) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, coords=coords.astype(np.float32), method=np.array(method))
+    atomic_write(Path(root) / FOLDER / "layouts" / f"{name}.npz", buffer.getvalue())
+
+
+def load_layout(root: Path, name: str) -> tuple[np.ndarray, str] | None:
+    try:
+        with np.load(Path(root) / FOLDER / "layouts" / f"{name}.npz", allow_pickle=False) as data:
+            return data["coords"], str(data["method"])
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def store_crop(root: Path, data: bytes) -> str:
+    """A photo patch, stored once by content; its name relative to the atlas folder."""
+    return f"{CROPS}/{store_by_content(Path(root) / FOLDER / CROPS, data)}"
+
+
+def store(root: Path, name: str, record: dict) -> None:
+    atomic_write(Path(root) / FOLDER / f"{name}.json", json.dumps(record).encode())
+
+
+def load(root: Path, name: str) -> dict | None:
+    try:
+        return json.loads((Path(root) / FOLDER / f"{name}.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _read(path: Path) -> dict:
+    record = json.loads(path.read_bytes())
+    for field in ("model", "fingerprint", "layer", "levels"):
+        if field not in record:
+            raise KeyError(field)
+    return {**record, "key": path.stem, "written": path.stat().st_mtime_ns}
+
+
+def scan(root: Path) -> dict[tuple, dict]:
+    """The newest atlas per (model, fingerprint, layer, class) in the cache."""
+    newest: dict[tuple, dict] = {}
+    for _, record in records(Path(root) / FOLDER, "*.json", _read, UnreadableAtlasWarning, "activation atlas"):
+        ident = (record["model"], record["fingerprint"], record["layer"], record.get("class_index"))
+        if ident not in newest or record["written"] > newest[ident]["written"]:
+            newest[ident] = record
+    return newest

@@ -1,0 +1,666 @@
+"""Do channel pictures predict real photos? A two-alternative forced choice (issue 28).
+
+The automated version of the psychophysics test of Borowski et al. (ICLR 2021) and
+Zimmermann et al. (NeurIPS 2021), with a judge model standing in for the person.
+
+Photos. The 1,000 ImageNet photos of github:EliSchwartz/imagenet-sample-images (one
+per class; never commit them), each framed as the subject's evaluation frames it
+(atlas.dataset.image_folder). One streaming pass (atlas.dataset.stream) gives every
+photo's mean activation for every channel of the chosen layers (the channel
+objective the visualization maximizes) and the judge's embeddings of every photo;
+both are cached under --out, keyed by the folder's fingerprint.
+
+Per channel. Rank the photos by the channel's objective, most exciting first:
+  exemplars  ranks 1-9
+  strong     ranks 10-29 (20 queries)
+  weak       the 20 lowest ranks (the weakest photo last)
+  pairs      strong query i with weak query i, i = 0..19: rank 10 with the weakest
+             photo, rank 11 with the second weakest, ... rank 29 with the 20th weakest.
+For each pair a reference picks the query whose judge embedding is closer (cosine
+similarity); a pick is correct when it is the strong query, and an exact tie counts
+half (so a reference that sees no difference scores exactly 0.5, deterministically).
+A channel's score is the share of correct picks over its 20 pairs; chance is 0.5.
+
+References.
+  visualization  the channel's rendered image(s): with one image, its similarity to
+                 the query; with several (--diversity N), the mean of their
+                 similarities to the query (the same rule as the exemplars).
+  exemplars      the 9 exemplar photos: the mean of their 9 cosine similarities to
+                 the query (each exemplar votes with its similarity; not the
+                 similarity to their mean embedding).
+  random         one photo drawn uniformly from the folder, the channel's 49 ranked
+                 photos (exemplars, strong and weak queries) excluded; --random-draws
+                 (20) independent draws per channel and seed, each scored alone, averaged.
+                 It must come out near 0.5: it checks the test has no bias of its own.
+
+Judge. MobileNetV1 0.75 at 192 px (../shared/judges, needs `pip install tflite`), of
+another family than the subject, never part of an optimization. It sees the whole
+frame (224 px render or the photo's 224 px evaluation view) resized to 192 px. Three
+embeddings are scored in every run, each centred on the mean over the 1,000 photos
+and scaled to unit length:
+  logits       its 1,000 class logits
+  penultimate  its 768 pooled features, the input of the classifier
+  both         the two unit vectors concatenated and divided by sqrt(2): the
+               similarity is the mean of the two cosine similarities.
+The tables show --embedding (default penultimate; docs/channels/2afc.md says why).
+
+Numbers. Per layer: the mean over its channels; pooled: over all channels. Each is
+the mean over seeds with half the spread between seeds (max - min) beside it, as
+BENCHMARKS.md does everywhere, and "se" the standard error over channels of the
+seed-averaged score. The exemplars' score depends on no seed. Cost: seconds per
+unit-step of each recipe, timed on the run's shapes in alternating passes after the
+renders (--time-steps: renders of N and 2N steps, the difference per step), as ratios
+against the first recipe.
+
+    python bench/channels_2afc.py --steps 128 --layers _blocks.4._project_conv,_conv_head --channels 2 --seed 0
+    python bench/channels_2afc.py --recipe steady --seed 0 --seed 1 --out bench/out/2afc-steady
+    python bench/channels_2afc.py --recipe steady --candidate schedule --steps 256 --channels 4 --seed 0
+    python bench/channels_2afc.py --tables REPORT.json [REPORT.json ...]    # tables of earlier runs, merged
+
+`--photo-data NPZ` takes the photos' rankings and embeddings from a cached pass
+(for a machine without the photos). `--photos-only` scores the exemplars and the random photo alone (no render). `--render-only` renders and saves images (renders/*.npz) without photos or judge, for
+a machine without them; `--from-renders DIR` scores such images here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+EXEMPLARS = 9
+STRONG = (9, 29)      # 0-based ranks: the 10th to the 29th most exciting photo
+WEAK = 20             # the 20 least exciting photos
+SPACES = ("logits", "penultimate", "both")
+DEFAULT_LAYERS = ("_blocks.1._project_conv", "_blocks.4._project_conv", "_blocks.7._project_conv",
+                  "_blocks.10._project_conv", "_blocks.13._project_conv", "_conv_head")
+PHOTOS = Path("/work/data/imagenet-sample")
+JUDGES_DIR = Path(os.environ.get("ATLAS_JUDGES_DIR", Path(__file__).resolve().parents[2] / "shared" / "judges"))
+
+
+# --- The protocol: pure functions over rankings and embeddings (tested without a model) ---
+
+@dataclass(frozen=True)
+class Split:
+    """One channel's photos by rank: exemplars, and the strong and weak queries in pair order."""
+    exemplars: np.ndarray   # [9] photo ids, the most exciting first
+    strong: np.ndarray      # [20] ranks 10..29
+    weak: np.ndarray        # [20] the weakest first: pair i is (strong[i], weak[i])
+
+
+def split_ranking(values: np.ndarray) -> Split:
+    """Photos by one channel's objective `values` [N] -> exemplars and paired queries.
+
+    The order is a stable sort, so equal activations keep the folder's order."""
+    n = len(values)
+    if n < STRONG[1] + WEAK:
+        raise ValueError(f"need at least {STRONG[1] + WEAK} photos, got {n}")
+    order = np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")
+    return Split(order[:EXEMPLARS], order[STRONG[0]:STRONG[1]], order[::-1][:WEAK])
+
+
+def unit_rows(x: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
+    """Rows centred on `center` (when given) and scaled to unit length (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    if center is not None:
+        x = x - center
+    norm = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.where(norm > 0, norm, 1.0)
+
+
+def reference_similarity(refs: np.ndarray, queries: np.ndarray, rule: str = "mean") -> np.ndarray:
+    """[Q]: how close each query is to a reference of one or more images [R, D] (unit rows):
+    the mean (or the max) over the reference's images of the cosine similarity."""
+    sims = np.atleast_2d(refs) @ np.atleast_2d(queries).T      # [R, Q]
+    return sims.mean(0) if rule == "mean" else sims.max(0)
+
+
+def picks(strong_sim: np.ndarray, weak_sim: np.ndarray) -> np.ndarray:
+    """Per pair: 1 when the reference sides with the strong query, 0 with the weak one, 0.5 on an exact tie."""
+    return np.where(strong_sim > weak_sim, 1.0, np.where(strong_sim < weak_sim, 0.0, 0.5))
+
+
+def pair_score(refs: np.ndarray, strong: np.ndarray, weak: np.ndarray, rule: str = "mean") -> float:
+    """Share of correct picks over the pairs (strong[i], weak[i]): refs [R, D], queries [P, D], unit rows."""
+    return float(picks(reference_similarity(refs, strong, rule), reference_similarity(refs, weak, rule)).mean())
+
+
+def random_photos(split: Split, count: int, draws: int, seed: int, key: str) -> np.ndarray:
+    """`draws` photo ids drawn uniformly (with replacement) from the `count` photos, the
+    channel's exemplars and queries excluded; seeded by the run's seed and the channel."""
+    taken = set(np.concatenate([split.exemplars, split.strong, split.weak]).tolist())
+    pool = np.array([i for i in range(count) if i not in taken])
+    rng = np.random.default_rng(zlib.crc32(f"{seed}|{key}".encode()))
+    return pool[rng.integers(0, len(pool), draws)]
+
+
+def random_score(embedding: np.ndarray, split: Split, draws: int, seed: int, key: str) -> float:
+    """The random-photo reference: the mean over `draws` single-photo references."""
+    ids = random_photos(split, len(embedding), draws, seed, key)
+    strong, weak = embedding[split.strong], embedding[split.weak]
+    return float(np.mean([pair_score(embedding[i][None], strong, weak) for i in ids]))
+
+
+def spaces(logits: np.ndarray, penultimate: np.ndarray, center: dict | None = None) -> dict[str, np.ndarray]:
+    """The three embeddings as unit rows, centred on `center` (per space: the photos' mean)."""
+    center = center or {"logits": None, "penultimate": None}
+    lo, pe = unit_rows(logits, center["logits"]), unit_rows(penultimate, center["penultimate"])
+    return {"logits": lo, "penultimate": pe, "both": np.concatenate([lo, pe], -1) / math.sqrt(2)}
+
+
+def spread(values) -> tuple[float, float]:
+    """(mean, half of max - min) over seeds."""
+    values = list(values)
+    return float(np.mean(values)), float((max(values) - min(values)) / 2)
+
+
+def standard_error(values) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
+
+
+def pick_channels(channels: int, count: int) -> list[int]:
+    """`count` channel indices spread evenly over a layer of `channels`: deterministic, no seed."""
+    if count >= channels:
+        return list(range(channels))
+    return sorted({int(round(x)) for x in np.linspace(0, channels - 1, count + 2)[1:-1]})
+
+
+# --- Candidates: channel recipes tried against `steady` (the ones kept are in atlas/settings.py) ---
+
+@dataclass(frozen=True)
+class Candidate:
+    """One way of rendering channels: a recipe (a name in RECIPES, or a Recipe) with the
+    objective, diversity and settings it is tried with."""
+    recipe: object = "steady"
+    objective: str = "channel"
+    diversity: int = 1
+    settings: tuple[tuple[str, object], ...] = ()   # Settings fields changed, e.g. (("decay_power", 1.5),)
+
+
+def candidates() -> dict[str, Candidate]:
+    from atlas.settings import RECIPES
+
+    steady = RECIPES["steady"]
+    return {
+        # More, smaller views (the same pixels per step: 4 x 0.53^2 = 2 x 0.75^2).
+        "views4": Candidate(replace(steady, views=4, view_scale=0.53)),
+        # The class recipe's crop schedule: whole frame early, down to 0.3 of it late.
+        "schedule": Candidate(replace(steady, min_crop=1.0, min_crop_end=0.3)),
+        # Smaller crops throughout (a quarter to the whole frame): the model sees parts magnified.
+        "crops0.25": Candidate(replace(steady, min_crop=0.25)),
+        # A schedule the other way: small crops early, the whole frame late.
+        "schedule-up": Candidate(replace(steady, min_crop=0.3, min_crop_end=1.0)),
+        "color": Candidate(replace(steady, color_shift=0.1)),
+        "color-fade": Candidate(replace(steady, color_shift=0.1, color_shift_end=0.0)),
+        "lr0.02": Candidate(replace(steady, lr=0.02)),
+        "lr0.05": Candidate(replace(steady, lr=0.05)),
+        "cosine": Candidate(replace(steady, lr_schedule="cosine")),
+        # The frequency spectrum: a charge for pixel-to-pixel variation, or a steeper 1/f.
+        "tv": Candidate(replace(steady, smoothness=50.0)),
+        "decay1.5": Candidate(settings=(("decay_power", 1.5),)),
+        "decay1.25": Candidate(settings=(("decay_power", 1.25),)),
+        "noise": Candidate(replace(steady, noise=0.1, noise_end=0.0)),
+        # The centre position of the map instead of its mean (the benchmark still ranks
+        # photos by the channel mean: it asks about the channel).
+        "neuron": Candidate(objective="neuron"),
+        # Several images per channel pushed apart; the reference is their mean similarity.
+        "diversity4": Candidate(diversity=4),
+    }
+
+
+def chosen(recipes: list[str], names: list[str]) -> dict[str, Candidate]:
+    """What a run renders, by name: named recipes, then candidates (their recipes registered under their names)."""
+    from atlas.settings import RECIPES
+
+    table = candidates()
+    tried = {name: Candidate(name) for name in recipes}
+    for name in names:
+        candidate = table[name]
+        if not isinstance(candidate.recipe, str):
+            RECIPES.setdefault(name, candidate.recipe)
+            candidate = replace(candidate, recipe=name)
+        tried[name] = candidate
+    return tried
+
+
+# --- The judge ---
+
+def load_judge(device):
+    sys.path.insert(0, str(JUDGES_DIR))
+    from mobilenet_v1 import load  # takes RGB in [0, 1]
+    return load().to(device)
+
+
+def judge_embeddings(judge, images, batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(logits [N, 1000], penultimate [N, 768]) of float RGB frames [N, 3, H, W] in [0, 1].
+
+    Runs the judge's graph as its forward does (mobilenet_v1.Judge: resized whole to
+    192 px, scaled to [-1, 1]) and keeps the pooled features before the last 1x1 conv."""
+    import torch
+    import torch.nn.functional as F
+    from mobilenet_v1 import INPUT_SIZE, _same_pad
+
+    net = judge.net
+    logits, pooled = [], []
+    with torch.no_grad():
+        for start in range(0, len(images), batch):
+            x = images[start:start + batch].float().to(net.weights[0].device)
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False, antialias=True)
+            values, last, pool = {net.input_id: x * 2 - 1}, None, None
+            for step in net.steps:
+                op, a = step["op"], values.get(step["ins"][0])
+                if op in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+                    w, b = net.weights[step["w"]], net.weights[step["w"] + 1]
+                    if step["same"]:
+                        a = _same_pad(a, w.shape[-2:], step["stride"])
+                    y = F.conv2d(a, w, b, step["stride"], 0, 1, step["groups"])
+                elif op == "ADD":
+                    y = a + values[step["ins"][1]]
+                elif op == "AVERAGE_POOL_2D":
+                    y = a.mean((2, 3), keepdim=True)
+                elif op == "RESHAPE":
+                    y = a.flatten(1)
+                else:
+                    break
+                if step.get("act") is not None:
+                    y = step["act"](y)
+                if op == "AVERAGE_POOL_2D":
+                    pool = y.flatten(1)
+                values[step["out"]] = last = y
+            logits.append(last[:, 1:].cpu().numpy())
+            pooled.append(pool.cpu().numpy())
+    return np.concatenate(logits).astype(np.float32), np.concatenate(pooled).astype(np.float32)
+
+
+# --- The photos: one streaming pass for rankings and judge embeddings, cached ---
+
+class ChannelMeans:
+    """Consumer of atlas.dataset.stream: every photo's mean activation for every channel
+    of the chosen layers ([photos, channels] per layer: full rankings, not a top-k)."""
+
+    def __init__(self, layers: list[str], count: int):
+        self.layers = frozenset(layers)
+        self.means: dict[str, np.ndarray | None] = {layer: None for layer in layers}
+        self.count = count
+
+    def update(self, batch) -> None:
+        ids = batch.ids.cpu().numpy()
+        for layer in self.layers:
+            out = batch.acts[layer]
+            values = (out.flatten(2).mean(2) if out.dim() == 4 else out).float().cpu().numpy()
+            if self.means[layer] is None:
+                self.means[layer] = np.full((self.count, values.shape[1]), np.nan, dtype=np.float32)
+            self.means[layer][ids] = values
+
+
+class JudgeView:
+    """Consumer of the same pass (no layers of the subject): the judge's embeddings of
+    each photo's evaluation view, the frame the subject ranked it by."""
+    layers = frozenset()
+
+    def __init__(self, judge, count: int):
+        self.judge, self.count = judge, count
+        self.logits = self.penultimate = None
+
+    def update(self, batch) -> None:
+        logits, pooled = judge_embeddings(self.judge, batch.images)
+        if self.logits is None:
+            self.logits = np.full((self.count, logits.shape[1]), np.nan, dtype=np.float32)
+            self.penultimate = np.full((self.count, pooled.shape[1]), np.nan, dtype=np.float32)
+        ids = batch.ids.cpu().numpy()
+        self.logits[ids], self.penultimate[ids] = logits, pooled
+
+
+def photo_pass(model, folder: Path, layers: list[str], judge, device, precision: str, cache_dir: Path) -> dict:
+    """Per layer [N, C] channel means, the judge's logits and penultimate features of the N
+    photos, and their names; from the cache under `cache_dir` when the folder is unchanged."""
+    import joblib
+
+    from atlas import dataset
+
+    source = dataset.image_folder(folder, model, "--photos")
+    key = joblib.hash((source.fingerprint(), model.name, model.fingerprint, sorted(layers), precision, "v1"))
+    path = cache_dir / f"photos-{key[:16]}.npz"
+    if path.exists():
+        return load_photo_data(path, layers)
+    means, view = ChannelMeans(layers, len(source)), JudgeView(judge, len(source))
+    start = time.perf_counter()
+    report = dataset.stream(model, source, [means, view], device, batch_size=32, precision=precision)
+    print(f"photo pass: {report.images} photos in {time.perf_counter() - start:.0f} s, "
+          f"{len(report.skipped)} skipped", flush=True)
+    read = ~np.isnan(view.logits[:, 0])
+    if not read.all():   # a skipped photo takes part in no ranking
+        raise SystemExit(f"{(~read).sum()} photos could not be read: {report.skipped[:3]}")
+    names = np.array([source.name(i) for i in range(len(source))])
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(path, logits=view.logits, penultimate=view.penultimate, names=names,
+             **{f"means|{layer}": means.means[layer] for layer in layers})
+    return {"means": means.means, "logits": view.logits, "penultimate": view.penultimate,
+            "names": list(names), "cached": None}
+
+
+def load_photo_data(path: Path, layers: list[str]) -> dict:
+    """What photo_pass cached at `path`: channel means of `layers`, judge embeddings, names."""
+    data = np.load(path, allow_pickle=False)
+    return {"means": {layer: data[f"means|{layer}"] for layer in layers}, "logits": data["logits"],
+            "penultimate": data["penultimate"], "names": [str(n) for n in data["names"]], "cached": str(path)}
+
+
+# --- Rendering ---
+
+def render_all(model, units, candidate: Candidate, steps: int, size: int, seed: int, precision: str, device,
+               batch_size: int | None = None, redirect_steps: int | None = None):
+    """Images [U, copies, S, S, 3] uint8, final objectives [U], seconds of the whole render."""
+    from atlas.optvis.render import render
+    from atlas.settings import Settings
+    from atlas.units import Unit
+
+    jobs = [Unit(u.layer, u.index, candidate.objective, diversity=candidate.diversity) for u in units]
+    settings = Settings(size=size, steps=steps, recipe=candidate.recipe, seed=seed,
+                        precision=precision).replace(**dict(candidate.settings))
+    if redirect_steps is not None:
+        settings = settings.replace(redirect_steps=redirect_steps)
+    start = time.perf_counter()
+    results = {r.unit: r for batch in render(model, jobs, settings, device, batch_size) for r in batch}
+    _sync(device)
+    seconds = time.perf_counter() - start
+    images = np.stack([np.stack(results[u].images) for u in jobs])
+    errors = [f"{u.layer}:{u.index}" for u in jobs if results[u].error]
+    return images, [results[u].final_objective for u in jobs], seconds, errors
+
+
+def time_recipes(model, units_by_layer: dict, tried: dict[str, Candidate], steps: int, size: int, precision: str,
+                 device, rounds: int = 2, batch_size: int | None = None) -> dict[str, float]:
+    """Seconds per unit-step of each candidate (a unit's copies included), on the run's own
+    shapes: one batch of each layer's units (at most 8) rendered for `steps` and for
+    2 x `steps` steps, no redirected ReLU steps; the difference over `steps` x units is
+    the cost of a step without the fixed cost of a render (its start, its final pass).
+    Candidates alternate, `rounds` passes, the fastest of each kept (the first pass
+    warms the kernels)."""
+    short, long = {n: math.inf for n in tried}, {n: math.inf for n in tried}
+    units = [u for layer_units in units_by_layer.values() for u in layer_units[:8]]
+    for _ in range(rounds):
+        for name, candidate in tried.items():
+            for n, table in ((steps, short), (2 * steps, long)):
+                *_, seconds, _ = render_all(model, units, candidate, n, size, 0, precision, device, batch_size,
+                                            redirect_steps=0)
+                table[name] = min(table[name], seconds)
+    return {name: (long[name] - short[name]) / (len(units) * steps) for name in tried}
+
+
+def _sync(device) -> None:
+    import torch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- Scoring a run ---
+
+def score_channels(embedded: dict[str, np.ndarray], splits: list[Split], renders: dict[str, np.ndarray] | None,
+                   seed: int, keys: list[str], draws: int) -> dict:
+    """Per space, per channel: the visualization's score (when `renders` [U, copies, D] per
+    space are given), the exemplars' and the random photo's."""
+    out = {}
+    for space, photos in embedded.items():
+        rows = {"exemplars": [], "random": []}
+        if renders is not None:
+            rows["visualization"], rows["first_image"] = [], []
+        for n, (split, key) in enumerate(zip(splits, keys)):
+            strong, weak = photos[split.strong], photos[split.weak]
+            rows["exemplars"].append(pair_score(photos[split.exemplars], strong, weak))
+            rows["random"].append(random_score(photos, split, draws, seed, key))
+            if renders is not None:
+                rows["visualization"].append(pair_score(renders[space][n], strong, weak))
+                rows["first_image"].append(pair_score(renders[space][n][:1], strong, weak))
+        out[space] = rows
+    return out
+
+
+def embed_renders(judge, images: np.ndarray, center: dict) -> dict[str, np.ndarray]:
+    """Judge embeddings of rendered images [U, copies, S, S, 3] as unit rows [U, copies, D] per space."""
+    import torch
+
+    u, c = images.shape[:2]
+    x = torch.from_numpy(images.reshape(u * c, *images.shape[2:])).permute(0, 3, 1, 2).float() / 255
+    logits, pooled = judge_embeddings(judge, x)
+    return {k: v.reshape(u, c, -1) for k, v in spaces(logits, pooled, center).items()}
+
+
+# --- Tables ---
+
+def tables(report: dict, space: str) -> str:
+    """Per layer and pooled: each rendered row, then exemplars and random; mean over
+    seeds (± half the spread between seeds), and the standard error over channels."""
+    channels = report["channels"]
+    layers = list(dict.fromkeys(c["layer"] for c in channels))
+    groups = [(layer, [i for i, c in enumerate(channels) if c["layer"] == layer]) for layer in layers]
+    groups.append(("pooled", list(range(len(channels)))))
+    runs: dict[str, list[dict]] = {}
+    for run in report["runs"]:
+        runs.setdefault(run["name"], []).append(run)
+    columns = [(name, "visualization", rows) for name, rows in runs.items()]
+    baseline = next(iter(runs.values())) if runs else [report["baseline"]]
+    columns += [("exemplars", "exemplars", baseline), ("random photo", "random", baseline)]
+    seeds = {name: sorted(r["seed"] for r in rows) for name, rows in runs.items()}
+    head = "| layer | channels | " + " | ".join(name for name, _, _ in columns) + " |"
+    lines = [f"Embedding: {space}. " + "; ".join(f"{n}: seeds {', '.join(map(str, s))}, {runs[n][0]['steps']} steps"
+                                                 for n, s in seeds.items()),
+             "", head, "|" + "---|" * (2 + len(columns))]
+    for label, idx in groups:
+        cells = []
+        for _, ref, rows in columns:
+            per_seed = [np.mean([r["scores"][space][ref][i] for i in idx]) for r in rows]
+            mean, half = spread(per_seed)
+            per_channel = np.mean([[r["scores"][space][ref][i] for i in idx] for r in rows], axis=0)
+            cells.append(f"{mean:.3f} ±{half:.3f} (se {standard_error(per_channel):.3f})")
+        lines.append(f"| {label} | {len(idx)} | " + " | ".join(cells) + " |")
+    if runs:
+        lines += ["", "| recipe | s per unit (render) | ms per unit-step (timed) | × first |", "|---|---|---|---|"]
+        timing = report.get("timing", {})
+        first = next(iter(timing.values()), None)
+        for name, rows in runs.items():
+            per_unit = np.mean([r["seconds"] / len(channels) for r in rows])
+            t = timing.get(name)
+            lines.append(f"| {name} | {per_unit:.2f} | " + (f"{t * 1000:.1f} | {t / first:.3f}" if t else "— | —") + " |")
+    return "\n".join(lines)
+
+
+def merge(reports: list[dict]) -> dict:
+    """Runs from several reports over the same channels (more seeds, more recipes) as one report."""
+    first = reports[0]
+    keys = [(c["layer"], c["index"]) for c in first["channels"]]
+    for other in reports[1:]:
+        if [(c["layer"], c["index"]) for c in other["channels"]] != keys:
+            raise SystemExit("reports over different channels cannot be merged")
+    merged = dict(first)
+    merged["runs"] = [r for rep in reports for r in rep["runs"]]
+    merged["timing"] = {k: v for rep in reports for k, v in rep.get("timing", {}).items()}
+    return merged
+
+
+# --- The command ---
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--photos", type=Path, default=PHOTOS)
+    parser.add_argument("--layers", default=",".join(DEFAULT_LAYERS))
+    parser.add_argument("--channels", type=int, default=8, help="channels per layer, spread evenly (default 8)")
+    parser.add_argument("--recipe", action="append", default=[], help="named recipes (default: steady)")
+    parser.add_argument("--candidate", action="append", default=[], help="candidates (see candidates())")
+    parser.add_argument("--objective", default=None, help="override every run's objective (channel, neuron)")
+    parser.add_argument("--diversity", type=int, default=None, help="override every run's diversity")
+    parser.add_argument("--steps", type=int, default=512)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--seed", type=int, action="append")
+    parser.add_argument("--embedding", default="penultimate", choices=SPACES, help="the space the tables show")
+    parser.add_argument("--random-draws", type=int, default=20)
+    parser.add_argument("--time-steps", type=int, default=8, help="steps per timed pass (0: no timing)")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=Path("bench/out/channels_2afc"))
+    parser.add_argument("--photo-cache", type=Path, default=Path("bench/out/channels_2afc-photos"))
+    parser.add_argument("--photo-data", type=Path, help="a photos-*.npz an earlier pass cached (no photo folder needed)")
+    parser.add_argument("--photos-only", action="store_true", help="only the exemplars' and the random photo's scores")
+    parser.add_argument("--render-only", action="store_true", help="render and save images; no photos, no judge")
+    parser.add_argument("--from-renders", type=Path, help="score the renders/*.npz a --render-only run saved")
+    parser.add_argument("--tables", type=Path, nargs="+", help="only print the tables of these reports, merged")
+    args = parser.parse_args(argv)
+    if args.tables:
+        report = merge([json.loads(p.read_text()) for p in args.tables])
+        for space in SPACES:
+            print(tables(report, space) + "\n")
+        return report
+
+    import torch
+
+    from atlas import device as devices
+    from atlas.models import load_model, to_device
+    from atlas.units import Unit
+
+    device = devices.resolve_device(args.device)
+    precision = devices.resolve_precision("auto", device)
+    model = to_device(load_model(args.model), device)
+    layers = args.layers.split(",")
+    units = [Unit(layer, i) for layer in layers for i in pick_channels(model.layer(layer).channels, args.channels)]
+    keys = [f"{u.layer}:{u.index}" for u in units]
+    tried = chosen(args.recipe or ([] if args.candidate else ["steady"]), args.candidate)
+    if args.objective or args.diversity:
+        tried = {f"{name}" + (f"-{args.objective}" if args.objective else "") +
+                 (f"-div{args.diversity}" if args.diversity else ""):
+                 replace(c, objective=args.objective or c.objective, diversity=args.diversity or c.diversity)
+                 for name, c in tried.items()}
+    seeds = args.seed or [0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    renders_dir = args.out / "renders"
+    where = f"{devices.describe(device)}, {platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    print(f"{args.model}, {len(units)} channels of {len(layers)} layers, {args.size} px, {args.steps} steps, "
+          f"{precision}, on {where}", flush=True)
+
+    if args.render_only:
+        renders_dir.mkdir(parents=True, exist_ok=True)
+        for seed in seeds:
+            for name, candidate in tried.items():
+                images, finals, seconds, errors = render_all(model, units, candidate, args.steps, args.size, seed,
+                                                             precision, device, args.batch_size)
+                np.savez_compressed(renders_dir / f"{name}-s{seed}.npz", images=images, finals=np.array(finals),
+                                    meta=json.dumps({"name": name, "seed": seed, "steps": args.steps,
+                                                     "seconds": seconds, "units": keys, "errors": errors,
+                                                     "candidate": _describe(candidate), "device": where,
+                                                     "precision": precision}))
+                print(f"{name} s{seed}: {seconds / len(units):.3f} s/unit", flush=True)
+        if args.time_steps:
+            by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
+            timing = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
+                                  batch_size=args.batch_size)
+            (renders_dir / "timing.json").write_text(json.dumps(timing, indent=1))
+            print(json.dumps(timing), flush=True)
+        return {}
+
+    judge = load_judge(device)
+    # The pass covers the default layers too, so runs over fewer layers share its cache.
+    known = {layer.name for layer in model.layers}
+    pass_layers = sorted(set(layers) | {layer for layer in DEFAULT_LAYERS if layer in known})
+    if args.photo_data:   # a cached pass carried to a machine without the photos
+        photos = load_photo_data(args.photo_data, layers)
+    else:
+        photos = photo_pass(model, args.photos, pass_layers, judge, device, precision, args.photo_cache)
+    center = {"logits": photos["logits"].mean(0), "penultimate": photos["penultimate"].mean(0)}
+    embedded = spaces(photos["logits"], photos["penultimate"], center)
+    splits = [split_ranking(photos["means"][u.layer][:, u.index]) for u in units]
+    names = photos["names"]
+    report = {
+        "protocol": {"exemplars": EXEMPLARS, "strong_ranks": [STRONG[0] + 1, STRONG[1]], "weak": WEAK,
+                     "similarity": "cosine, embeddings centred on the photos' mean",
+                     "reference_rule": "mean similarity over the reference's images",
+                     "ties": "half a pick", "random_draws": args.random_draws},
+        "model": args.model, "photos": str(args.photos), "photo_count": len(names), "size": args.size,
+        "precision": precision, "machine": where, "date": date.today().isoformat(),
+        "command": "python bench/channels_2afc.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "channels": [{"layer": u.layer, "index": u.index,
+                      "exemplars": [names[i] for i in s.exemplars], "strong": [names[i] for i in s.strong],
+                      "weak": [names[i] for i in s.weak]} for u, s in zip(units, splits)],
+        "baseline": {"seed": seeds[0], "scores": score_channels(embedded, splits, None, seeds[0], keys,
+                                                                args.random_draws)},
+        "runs": [], "timing": {},
+    }
+    _print_baseline(report)
+    if args.photos_only:
+        (args.out / "report.json").write_text(json.dumps(report, indent=1))
+        for space in SPACES:
+            print("\n" + tables(report, space), flush=True)
+        return report
+
+    def add_run(name, seed, steps, images, finals, seconds, errors, candidate):
+        renders = embed_renders(judge, images, center)
+        scores = score_channels(embedded, splits, renders, seed, keys, args.random_draws)
+        report["runs"].append({"name": name, "seed": seed, "steps": steps, "seconds": seconds, "errors": errors,
+                               "candidate": candidate, "final_objective": finals, "scores": scores})
+        line = "  ".join(f"{s}: vis {np.mean(scores[s]['visualization']):.3f} ex {np.mean(scores[s]['exemplars']):.3f}"
+                         f" rnd {np.mean(scores[s]['random']):.3f}" for s in SPACES)
+        print(f"{name} s{seed}: {seconds / len(units):.2f} s/unit  {line}", flush=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=1))
+        if seed == seeds[0] or args.from_renders:
+            folder = args.out / "images" / f"{name}-s{seed}"
+            folder.mkdir(parents=True, exist_ok=True)
+            from PIL import Image
+            for key, imgs in zip(keys, images):
+                Image.fromarray(imgs[0]).save(folder / f"{key.replace(':', '-')}.png")
+
+    if args.from_renders:
+        for path in sorted(args.from_renders.glob("*.npz")):
+            data = np.load(path)
+            meta = json.loads(str(data["meta"]))
+            if meta["units"] != keys:
+                raise SystemExit(f"{path}: rendered other channels than this run's")
+            add_run(meta["name"], meta["seed"], meta["steps"], data["images"], list(data["finals"]),
+                    meta["seconds"], meta["errors"], meta["candidate"] | {"device": meta["device"]})
+        if (args.from_renders / "timing.json").exists():
+            report["timing"] = json.loads((args.from_renders / "timing.json").read_text())
+    else:
+        for seed in seeds:   # seeds outermost: a run cut short has every recipe on the first seeds
+            for name, candidate in tried.items():
+                images, finals, seconds, errors = render_all(model, units, candidate, args.steps, args.size, seed,
+                                                             precision, device, args.batch_size)
+                add_run(name, seed, args.steps, images, finals, seconds, errors, _describe(candidate))
+        if args.time_steps:
+            by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
+            report["timing"] = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
+                                            batch_size=args.batch_size)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    for space in SPACES:
+        print("\n" + tables(report, space), flush=True)
+    return report
+
+
+def _describe(candidate: Candidate) -> dict:
+    from dataclasses import asdict
+    from atlas.settings import RECIPES
+
+    recipe = RECIPES[candidate.recipe] if isinstance(candidate.recipe, str) else candidate.recipe
+    return {"recipe": candidate.recipe if isinstance(candidate.recipe, str) else None,
+            "knobs": recipe.key() if hasattr(recipe, "key") else asdict(recipe),
+            "objective": candidate.objective, "diversity": candidate.diversity,
+            "settings": dict(candidate.settings)}
+
+
+def _print_baseline(report: dict) -> None:
+    for space in SPACES:
+        s = report["baseline"]["scores"][space]
+        print(f"{space:12} exemplars {np.mean(s['exemplars']):.3f} (se {standard_error(s['exemplars']):.3f})  "
+              f"random {np.mean(s['random']):.3f} (se {standard_error(s['random']):.3f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
