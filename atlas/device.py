@@ -82,8 +82,26 @@ def _cpu_has_native_bf16() -> bool:
 
 
 def autocast(device: torch.device, precision: str):
-    """The autocast context for `precision` on `device` (a no-op for fp32)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    """The autocast context for `precision` on `device` (a no-op for fp32). Its cache of cast
+    weights is off: weights are held in bf16 while rendering, and a cached cast would be
+    a tensor a CUDA graph could not see change."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
+
+
+def image_dtype(device: torch.device, precision: str) -> torch.dtype:
+    """What the image side (colour, sigmoid, views, normalization) computes in: bf16 on a GPU
+    rendering in bf16, so the model's input needs no cast; fp32 on the CPU, where bf16
+    elementwise kernels are not faster (BENCHMARKS.md, "GPU speed")."""
+    chosen = os.environ.get("ATLAS_IMAGE_DTYPE")   # "fp32" or "bf16": for measuring the difference only
+    if chosen in ("fp32", "bf16"):
+        return torch.bfloat16 if chosen == "bf16" and precision == "bf16" else torch.float32
+    return torch.bfloat16 if device.type == "cuda" and precision == "bf16" else torch.float32
+
+
+def use_cuda_graphs(device: torch.device) -> bool:
+    """Whether batches replay their step as a CUDA graph: on CUDA unless ATLAS_CUDA_GRAPHS=0
+    (a switch for measuring the difference, never for correctness)."""
+    return device.type == "cuda" and os.environ.get("ATLAS_CUDA_GRAPHS", "1") != "0"
 
 
 # Units in the larger of the two memory probes on CUDA (atlas.build.batch_size_for).

@@ -121,16 +121,18 @@ def model_input(spec: ModelSpec, images: torch.Tensor) -> torch.Tensor:
     if wanted != side or images.shape[-2] != side:
         images = F.interpolate(images, size=(wanted, wanted), mode="bilinear", align_corners=False,
                                antialias=wanted < side)
-    mean, std = _stats(spec.mean, spec.std, images.device)
+    mean, std = _stats(spec.mean, spec.std, images.device, images.dtype)
     return (images - mean) / std
 
 
 @functools.lru_cache(maxsize=32)
-def _stats(mean, std, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and std as [1, 3, 1, 1] tensors, made once per device (no copy per step);
-    ordinary tensors even if first asked for under inference mode."""
+def _stats(mean, std, device, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as [1, 3, 1, 1] tensors in the images' dtype, made once per device (no
+    copy per step, nothing to move inside a CUDA graph); ordinary tensors even if first
+    asked for under inference mode."""
     with torch.inference_mode(False):
-        return (torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1))
+        return (torch.tensor(mean, device=device, dtype=dtype).view(1, 3, 1, 1),
+                torch.tensor(std, device=device, dtype=dtype).view(1, 3, 1, 1))
 
 
 # --- families -----------------------------------------------------------------

@@ -7,10 +7,19 @@ torchvision, jinja2, click, joblib, pillow and pytest (PYTHONPATH=. is enough):
      bf16 autocast and bf16 weights, out-of-memory halving, resume after a kill;
   2. a real build through the CLI: VGG16 (random weights), a few layers and
      classes at 224 px, then `atlas render`, with the batch the build measured;
-  3. the throughput benchmark at 224 px in bf16: per-layer ms per image-step,
-     the floor, the fraction of the bf16 peak, the projected full VGG16 atlas;
-  4. everything measured into OUT/gpu-check.md (to paste into BENCHMARKS.md)
+  3. the throughput benchmark at 224 px in bf16, twice: as before issue 27 (eager
+     steps, an fp32 image side: ATLAS_CUDA_GRAPHS=0 ATLAS_IMAGE_DTYPE=fp32) and as
+     today (each batch's step replayed as a CUDA graph, the image side in bf16):
+     per-layer ms per image-step, the floor, the fraction of the bf16 peak, the
+     projected full VGG16 atlas at the presets' step counts;
+  4. network dissection: both passes' images/s against the forward floor, projected
+     to the full Broden (63,305 images) for all 13 conv layers of VGG16;
+  5. an activation atlas of one VGG16 layer: sampling, layout, icons, page bytes;
+  6. everything measured into OUT/gpu-check.md (to paste into BENCHMARKS.md)
      and OUT/gpu-check.json, with each step's log beside them.
+
+Photos for steps 4 and 5: GPU_CHECK_PHOTOS (a folder; by default .gpu-data/photos
+when it exists, else synthetic ones, which measure speed but mean nothing).
 
     PYTHONPATH=. python3 bench/gpu_check.py --out gpu-check-out
     GPU_CHECK_DEVICE=cpu PYTHONPATH=. python3 bench/gpu_check.py --out /tmp/check   # same steps, tiny sizes
@@ -38,13 +47,22 @@ PROFILES = {
         "build": ["vgg16", "--weights", "random", "--layers", "features.0,features.14,features.28",
                   "--channels", "64", "--classes", "0-127", "--size", "224", "--steps", "64"],
         "throughput": ["--model", "vgg16", "--weights", "random", "--size", "224", "--steps", "16",
-                       "--project", "--flops", "--baseline-units", "1"],
+                       "--project", "--flops", "--baseline-units", "0"],
+        "dissection": ["--model", "vgg16", "--weights", "random", "--batch-size", "64", "--broden-project",
+                       "--limit", "1000"],
+        "atlas": ["--model", "vgg16", "--weights", "random", "--layers", "features.28", "--positions", "100",
+                  "--layout", "umap", "--icon-steps", "256", "--batch-size", "64", "--levels", "20,40,80"],
     },
     "cpu": {
         "build": ["tests.tinynet:tiny_vgg", "--weights", "random", "--layers", "features.0,features.5",
                   "--channels", "4", "--classes", "0-3", "--size", "32", "--steps", "4"],
         "throughput": ["--model", "tests.tinynet:tiny_vgg", "--weights", "random", "--size", "32", "--steps", "4",
-                       "--project", "--flops", "--baseline-units", "1"],
+                       "--project", "--flops", "--baseline-units", "0"],
+        "dissection": ["--model", "tests.tinynet:tiny_vgg", "--weights", "random", "--batch-size", "8",
+                       "--broden-project", "--limit", "24", "--workers", "0"],
+        "atlas": ["--model", "tests.tinynet:tiny_vgg_named", "--weights", "random", "--layers", "features.5",
+                  "--positions", "8", "--layout", "pca", "--icon-steps", "4", "--unit-steps", "4", "--batch-size", "8",
+                  "--workers", "0"],
     },
 }
 
@@ -53,7 +71,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("gpu-check-out"))
     parser.add_argument("--work", type=Path, help="where the build's cache and site go (default: OUT/work)")
-    parser.add_argument("--skip", action="append", default=[], choices=["tests", "build", "throughput"])
+    parser.add_argument("--skip", action="append", default=[],
+                        choices=["tests", "build", "throughput-before", "throughput", "dissection", "atlas"])
+    parser.add_argument("--class-steps", type=int, help="class units' steps in the projection (default: the full preset's)")
     args = parser.parse_args()
 
     import torch
@@ -100,17 +120,38 @@ def main() -> int:
         failed += [name for name, step in (("build", build), ("render", render), ("build-inline", inline))
                    if step["returncode"]]
 
-    if "throughput" not in args.skip:
-        step = _run("throughput", [sys.executable, "-c", _THROUGHPUT, str(out / "throughput.json"),
-                                   *profile["throughput"], "--device", device], out, env)
-        path = out / "throughput.json"
+    projection = _projection_steps(args.class_steps)
+    for name, extra in (("throughput-before", {"ATLAS_CUDA_GRAPHS": "0", "ATLAS_IMAGE_DTYPE": "fp32"}),
+                        ("throughput", {})):
+        if name in args.skip:
+            continue
+        step = _run(name, [sys.executable, "-c", _THROUGHPUT, str(out / f"{name}.json"), *profile["throughput"],
+                           *projection, "--device", device], out, {**env, **extra})
+        path = out / f"{name}.json"
         step["measured"] = json.loads(path.read_text()) if path.exists() else {}
-        report["steps"]["throughput"] = step
-        failed += ["throughput"] if step["returncode"] else []
+        report["steps"][name] = step
+        _save(out, report)
+        failed += [name] if step["returncode"] else []
+
+    work = (args.work or out / "work").resolve()
+    photos = _photos(work)
+    for name, script in (("dissection", "bench/dissection.py"), ("atlas", "bench/atlas_cost.py")):
+        if name in args.skip:
+            continue
+        extra = ["--photos", str(photos)] + (["--site", str(work / "atlas-site"), "--cache", str(work / "atlas-cache")]
+                                             if name == "atlas" else [])
+        step = _run(name, [sys.executable, script, *profile[name], *extra, "--device", device,
+                           "--json", str(out / f"{name}.json")], out, env)
+        path = out / f"{name}.json"
+        step["measured"] = json.loads(path.read_text()) if path.exists() else {}
+        step["summary"] = [line for line in (out / f"{name}.log").read_text().splitlines()
+                           if "Warning" not in line and "warn(" not in line][-12:]
+        report["steps"][name] = step
+        _save(out, report)
+        failed += [name] if step["returncode"] else []
 
     report["failed"] = failed
-    (out / "gpu-check.json").write_text(json.dumps(report, indent=1, sort_keys=True))
-    (out / "gpu-check.md").write_text(markdown(report))
+    _save(out, report)
     print((out / "gpu-check.md").read_text())
     print(f"gpu-check: {'FAILED: ' + ', '.join(failed) if failed else 'all steps passed'}; report in {out}")
     return 1 if failed else 0
@@ -124,6 +165,42 @@ import throughput
 report = throughput.main(sys.argv[2:])
 open(sys.argv[1], 'w').write(json.dumps(report, indent=1))
 """
+
+
+def _save(out: Path, report: dict) -> None:
+    """Write the report so far: a run cut short still leaves every finished step's numbers."""
+    (out / "gpu-check.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    (out / "gpu-check.md").write_text(markdown(report))
+
+
+def _projection_steps(class_steps: int | None) -> list[str]:
+    """--full-steps / --full-class-steps of the `full` preset (its channels' and classes' steps)."""
+    from atlas.presets import PRESETS
+
+    full = PRESETS["full"]
+    steps = full["steps"]
+    classes = class_steps or full.get("class_steps", steps)
+    return ["--full-steps", str(steps), "--full-class-steps", str(classes)]
+
+
+def _photos(work: Path) -> Path:
+    """The photo folder for the dataset steps: GPU_CHECK_PHOTOS, .gpu-data/photos, or synthetic ones."""
+    given = os.environ.get("GPU_CHECK_PHOTOS") or (ROOT / ".gpu-data" / "photos")
+    if Path(given).is_dir():
+        return Path(given)
+    import numpy as np
+    from PIL import Image
+
+    folder = work / "synthetic-photos"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for n in range(64):
+        pixels = np.zeros((96, 128, 3), np.uint8)
+        pixels[:] = rng.integers(0, 256, 3)
+        y, x = rng.integers(0, 60, 2)
+        pixels[y:y + 32, x:x + 32] = rng.integers(0, 256, 3)
+        Image.fromarray(pixels).save(folder / f"{n:03d}.png")
+    return folder
 
 
 def _run(name: str, command: list[str], out: Path, env: dict) -> dict:
@@ -163,6 +240,30 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
+def _throughput_lines(title: str, step: dict) -> list[str]:
+    m = step["measured"]
+    lines = [f"## {title} ({step['seconds']:.0f} s)", ""]
+    if not m:
+        return lines + ["(no measurement: see the log)", ""]
+    lines += [f"{m['model']} ({m['weights']}) on {m['device']}, {m['precision']}, {m['size']} px, "
+              f"recipe {m['recipe']}, batch {m['batch']} images, {m['steps']} steps per measurement; "
+              f"bf16 matrix product {m.get('matmul_tflops', 0):.0f} TFLOP/s measured"
+              + (f", {m['nominal_tflops']:.0f} nominal" if m.get("nominal_tflops") else ""), "",
+              "| layer | images | ms/image-step | floor ms | vs floor | GFLOP/image-step | TFLOP/s | of bf16 peak |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in m["rows"]:
+        lines.append(f"| {r['layer']} | {r['images']} | {r['ms_per_image_step']:.3f} | {r['floor_ms']:.3f} "
+                     f"| {r['ms_per_image_step'] / r['floor_ms']:.2f}× | {r.get('gflop_per_image_step', 0):.1f} "
+                     f"| {r.get('tflops', 0):.1f} | {r.get('fraction_of_peak', 0):.1%} |")
+    if "projected_minutes" in m:
+        lines += ["", f"Projected full atlas ({m['projected_units']} units, 224 px, {m.get('full_steps', 512)} steps, "
+                      f"{m.get('full_class_steps', m.get('full_steps', 512))} for classes): "
+                      f"**{m['projected_minutes']:.1f} min**; floor {m['floor_minutes']:.1f} min"
+                      + (f"; whole-atlas mix {m['atlas_tflops']:.1f} TFLOP/s = "
+                         f"{m['atlas_fraction_of_peak']:.1%} of bf16 peak" if "atlas_tflops" in m else "")]
+    return lines + [""]
+
+
 def markdown(report: dict) -> str:
     lines = [f"# GPU check, {report['started']}", "", f"Device: {report['device']}; torch {report['torch']}.", ""]
     steps = report["steps"]
@@ -183,31 +284,20 @@ def markdown(report: dict) -> str:
                              f"({e['seconds_per_unit']} s/unit), render-and-store loop {e['loop_seconds']} s, "
                              f"on {e['device']}")
         lines.append("")
-    if "throughput" in steps:
-        m = steps["throughput"]["measured"]
-        lines += [f"## 3. Throughput ({steps['throughput']['seconds']:.0f} s)", ""]
-        if m:
-            lines += [f"{m['model']} ({m['weights']}) on {m['device']}, {m['precision']}, {m['size']} px, "
-                      f"recipe {m['recipe']}, batch {m['batch']} images, {m['steps']} steps per measurement; "
-                      f"bf16 matrix product {m.get('matmul_tflops', 0):.0f} TFLOP/s measured"
-                      + (f", {m['nominal_tflops']:.0f} nominal" if m.get("nominal_tflops") else ""), "",
-                      "| layer | images | ms/image-step | floor ms | vs floor | 1-by-1 fp32 ms | speed-up "
-                      "| GFLOP/image-step | TFLOP/s | of bf16 peak |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
-            for r in m["rows"]:
-                lines.append(f"| {r['layer']} | {r['images']} | {r['ms_per_image_step']:.3f} | {r['floor_ms']:.3f} "
-                             f"| {r['ms_per_image_step'] / r['floor_ms']:.2f}× | {r['one_by_one_ms']:.2f} "
-                             f"| {r['one_by_one_ms'] / r['ms_per_image_step']:.1f}× "
-                             f"| {r.get('gflop_per_image_step', 0):.1f} | {r.get('tflops', 0):.1f} "
-                             f"| {r.get('fraction_of_peak', 0):.1%} |")
-            if "projected_minutes" in m:
-                lines += ["", f"Projected full atlas ({m['projected_units']} units, 224 px, 512 steps): "
-                              f"**{m['projected_minutes']:.1f} min** ({m['projected_minutes'] / 60:.2f} h); "
-                              f"floor {m['floor_minutes']:.1f} min; one-by-one fp32 {m['one_by_one_minutes']:.1f} min"
-                              + (f"; whole-atlas mix {m['atlas_tflops']:.1f} TFLOP/s = "
-                                 f"{m['atlas_fraction_of_peak']:.1%} of bf16 peak" if "atlas_tflops" in m else "")]
-        lines.append("")
-    lines.append(f"Failed steps: {', '.join(report['failed']) or 'none'}")
+    for name, title in (("throughput-before", "3a. Throughput before issue 27 (eager steps, fp32 image side)"),
+                        ("throughput", "3b. Throughput today (CUDA graphs, bf16 image side)")):
+        if name in steps:
+            lines += _throughput_lines(title, steps[name])
+    if "throughput-before" in steps and "throughput" in steps:
+        before, after = steps["throughput-before"]["measured"], steps["throughput"]["measured"]
+        if before.get("projected_minutes") and after.get("projected_minutes"):
+            lines += [f"Speed-up of the projected full atlas: {before['projected_minutes']:.1f} -> "
+                      f"{after['projected_minutes']:.1f} min ({before['projected_minutes'] / after['projected_minutes']:.2f}x)", ""]
+    for name, title in (("dissection", "4. Network dissection"), ("atlas", "5. Activation atlas")):
+        if name in steps:
+            lines += [f"## {title} ({steps[name]['seconds']:.0f} s, exit {steps[name]['returncode']})", "", "```",
+                      *steps[name].get("summary", []), "```", ""]
+    lines.append(f"Failed steps: {', '.join(report.get('failed', [])) or 'none'}")
     return "\n".join(lines) + "\n"
 
 

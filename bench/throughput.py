@@ -98,6 +98,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=32, help="steps timed per measurement")
     parser.add_argument("--full-steps", type=int, default=512, help="steps assumed for the projection")
+    parser.add_argument("--full-class-steps", type=int, help="steps of class units in the projection (default: --full-steps)")
     parser.add_argument("--full-size", type=int, default=224, help="size assumed for the projection")
     parser.add_argument("--batch", type=int, default=None, help="images per batch (default: as a build sizes it)")
     parser.add_argument("--layers", default="features.2,features.14,features.28",
@@ -204,10 +205,12 @@ def compare(model, layer, batch, settings, device, args, report) -> dict:
                                lambda: floor_loop(model, layer, count, warm, device), device)
     fp32 = settings.replace(precision="fp32")
     base_units = units[:args.baseline_units]
-    base = warm_then_time(lambda: one_by_one(model, base_units, fp32, device),
-                          lambda: one_by_one(model, base_units[:1], fp32.replace(steps=2), device), device)
+    base = float("nan")
+    if base_units:
+        base = warm_then_time(lambda: one_by_one(model, base_units, fp32, device),
+                              lambda: one_by_one(model, base_units[:1], fp32.replace(steps=2), device), device)
+        base = base / (len(base_units) * settings.steps) * 1e3
     ours, floor = (t / (count * settings.steps) * 1e3 for t in (ours, floor))
-    base = base / (len(base_units) * settings.steps) * 1e3
     row = {"layer": layer, "images": count, "ms_per_image_step": ours, "floor_ms": floor, "one_by_one_ms": base}
     line = f"{layer:14} {ours:12.3f} {floor:9.3f} {ours / floor:8.2f}x {base:10.3f} {base / ours:8.2f}x"
     if args.flops:
@@ -238,11 +241,14 @@ def project(model, settings, batch, device, args, report) -> dict:
     """Full atlas time from measured per-layer rates, scaled to the full size and
     steps, with the floor and one-by-one totals weighted the same way."""
     groups = [(name, model.layer(name).channels) for name in _groups(model)]
-    scale = (args.full_size / args.size) ** 2 * args.full_steps * 1e-3 / 60  # ms/img-step -> min/unit
+    per_step = (args.full_size / args.size) ** 2 * 1e-3 / 60  # ms/img-step -> min/unit-step
     totals = [0.0, 0.0, 0.0]
     flops = 0.0
-    print(f"projection: every conv channel and every class at {args.full_size} px, {args.full_steps} steps")
+    print(f"projection: every conv channel and every class at {args.full_size} px, {args.full_steps} steps"
+          + (f" ({args.full_class_steps} for classes)" if args.full_class_steps else ""))
     for name, count in groups:
+        steps = (args.full_class_steps or args.full_steps) if name == model.output_layer else args.full_steps
+        scale = per_step * steps
         row = compare(model, name, batch, settings, device, args, report)
         rates = (row["ms_per_image_step"], row["floor_ms"], row["one_by_one_ms"])
         for i, rate in enumerate(rates):
@@ -257,7 +263,8 @@ def project(model, settings, batch, device, args, report) -> dict:
           f"{ours:.1f} min ({ours / 60:.2f} h); floor {floor:.1f} min ({ours / floor:.2f}x); "
           f"one-by-one fp32 {base:.1f} min ({base / ours:.2f}x slower)")
     result = {"projected_units": units, "projected_minutes": ours, "floor_minutes": floor,
-              "one_by_one_minutes": base}
+              "one_by_one_minutes": base, "full_steps": args.full_steps,
+              "full_class_steps": args.full_class_steps or args.full_steps}
     if args.flops:
         peak = report.get("nominal_tflops") or report["matmul_tflops"]
         measured_minutes = sum(r["ms_per_image_step"] * r["units"] for r in report["rows"]) * args.steps / 6e4

@@ -195,3 +195,49 @@ def test_a_build_killed_on_the_device_resumes_and_completes(tmp_path):
     # moved 12.6 levels, 11 were identical), while a resume that rendered with wrong
     # settings or seeds moves every resumed image (another seed: 18-50 levels).
     assert np.mean(diffs) <= TOLERANCE_MEAN
+
+
+def test_cuda_graph_replay_renders_what_eager_steps_do(model, monkeypatch):
+    """The step captured once and replayed (after the redirected and warm-up steps) gives
+    the images of eager steps, within the stated tolerance, and capture does not fall back."""
+    import warnings
+
+    from atlas.optvis.loop import GraphFallbackWarning
+
+    precision = "bf16" if devices.supports_bf16(DEVICE) else "fp32"
+    settings = SETTINGS.replace(precision=precision)
+    batches = [[Unit("features.5", i) for i in range(4)], [Unit("classifier.3", i, "logit") for i in range(3)],
+               [Unit("features.2", 1, diversity=2), Unit("features.2", 2, diversity=2)]]
+    worst = (0.0, 0.0, 0.0)
+    for units in batches:
+        monkeypatch.setattr(devices, "use_cuda_graphs", lambda device: False)
+        eager = render_batch(model, units, settings, DEVICE)
+        monkeypatch.setattr(devices, "use_cuda_graphs", lambda device: device.type == "cuda")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            graphed = render_batch(model, units, settings, DEVICE)
+        fallbacks = [str(w.message) for w in caught if issubclass(w.category, GraphFallbackWarning)]
+        for a, b in zip(eager, graphed):
+            mean, most = _difference(a, b)
+            worst = max(worst, (mean, most, _relative(a.final_objective, b.final_objective)))
+            assert not b.error and b.curve[-1] > b.curve[0]
+        assert fallbacks == [], fallbacks
+    record("cuda_graphs_vs_eager", mean_abs_pixel=worst[0], max_abs_pixel=worst[1], objective_relative=worst[2],
+           graphs=DEVICE.type == "cuda")
+    assert worst[0] <= TOLERANCE_MEAN and worst[2] <= TOLERANCE_OBJECTIVE, worst
+
+
+def test_a_bf16_image_side_renders_what_an_fp32_one_does(model, monkeypatch):
+    if not devices.supports_bf16(DEVICE):
+        pytest.skip(f"{DEVICE} has no native bf16")
+    settings = SETTINGS.replace(precision="bf16")
+    units = [Unit("features.5", 0), Unit("features.5", 1), Unit("classifier.3", 2, "logit")]
+    renders = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        monkeypatch.setattr(devices, "image_dtype", lambda device, precision, dtype=dtype: dtype)
+        renders[dtype] = [r for batch in render(model, units, settings, DEVICE, batch_size=4) for r in batch]
+    worst = max(_difference(a, b) for a, b in zip(renders[torch.float32], renders[torch.bfloat16]))
+    objective = max(_relative(a.final_objective, b.final_objective)
+                    for a, b in zip(renders[torch.float32], renders[torch.bfloat16]))
+    record("bf16_image_side", mean_abs_pixel=worst[0], max_abs_pixel=worst[1], objective_relative=objective)
+    assert worst[0] <= TOLERANCE_MEAN and objective <= 2 * TOLERANCE_OBJECTIVE, (worst, objective)

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)   # every step of the check, tiny, on two cores
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make, as `make test` does")
 def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     out = tmp_path / "check"
@@ -26,8 +27,9 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     report = json.loads((out / "gpu-check.json").read_text())
     assert report["failed"] == []
     steps = report["steps"]
-    assert "5 passed" in steps["tests"]["summary"]  # every accelerator test ran, none skipped
-    assert set(steps["tests"]["measured"]) >= {"alone_vs_batch", "same_seed", "out_of_memory", "kill_resume"}
+    assert "7 passed" in steps["tests"]["summary"]  # every accelerator test ran, none skipped
+    assert set(steps["tests"]["measured"]) >= {"alone_vs_batch", "same_seed", "out_of_memory", "kill_resume",
+                                               "cuda_graphs_vs_eager", "bf16_image_side"}
     build = steps["build"]
     assert build["entries"]["ok"] == build["entries"]["units"] == 12
     assert build["inline"]["entries"]["ok"] == 12 and build["render_site"]["returncode"] == 0
@@ -35,9 +37,15 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     assert [r["layer"] for r in rows] == ["features.0", "features.2", "features.5", "classifier.3"]
     assert all(r["ms_per_image_step"] > 0 and r["gflop_per_image_step"] > 0 for r in rows)
     assert steps["throughput"]["measured"]["projected_units"] == 8 + 8 + 16 + 10
+    assert steps["throughput-before"]["measured"]["projected_units"] == 8 + 8 + 16 + 10
+    assert steps["dissection"]["measured"]["rows"][0]["images"] == 24
+    atlas = steps["atlas"]["measured"]
+    assert atlas["sampling"]["samples_per_layer"] == 64 * 8 and atlas["atlases"][0]["icons"] > 0
+    assert atlas["site"]["pages"], "no atlas page was written"
 
     text = (out / "gpu-check.md").read_text()
     assert "| features.5 |" in text and "Projected full atlas" in text and "Failed steps: none" in text
+    assert "## 4. Network dissection" in text and "## 5. Activation atlas" in text
     assert (out / "work" / "site" / "index.html").is_file()
 
 

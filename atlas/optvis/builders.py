@@ -25,14 +25,16 @@ def build(rows: Sequence[Unit], context: Context) -> Objective:
     return kinds.builder(rows[0].objective)(rows, context)
 
 
-def _index(rows: Sequence[Unit]) -> torch.Tensor:
-    return torch.tensor([u.index for u in rows])
+def _index(rows: Sequence[Unit], device) -> torch.Tensor:
+    """One index per row, on the device: an objective moves nothing to it during a step
+    (nothing a CUDA graph could not replay)."""
+    return torch.tensor([u.index for u in rows], device=device)
 
 
 def _per_row(name: str, measure):
     """Register `measure(layer, indices)` as the builder of kind `name`: the batch's
     layer and one index per row."""
-    kinds.builds(name)(lambda rows, ctx: measure(rows[0].layer, _index(rows)))
+    kinds.builds(name)(lambda rows, ctx: measure(rows[0].layer, _index(rows, ctx.device)))
 
 
 _per_row("channel", objectives.channel)
@@ -50,7 +52,7 @@ def _deepdream(rows, ctx):
 
 @kinds.builds("direction")
 def _direction(rows, ctx):
-    weights = torch.tensor([u.param("weights") for u in rows], dtype=torch.float32)
+    weights = torch.tensor([u.param("weights") for u in rows], dtype=torch.float32, device=ctx.device)
     return objectives.direction(rows[0].layer, weights)
 
 
@@ -59,6 +61,6 @@ kinds.builds("caricature")(caricature_objective)
 
 @kinds.builds("icon")
 def _icon(rows, ctx):
-    vectors = torch.tensor([u.param("direction") for u in rows], dtype=torch.float32)
-    powers = torch.tensor([float(u.param("power")) for u in rows])
+    vectors = torch.tensor([u.param("direction") for u in rows], dtype=torch.float32, device=ctx.device)
+    powers = torch.tensor([float(u.param("power")) for u in rows], device=ctx.device)
     return objectives.centre_direction(rows[0].layer, vectors, powers)

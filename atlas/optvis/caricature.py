@@ -37,10 +37,11 @@ def caricature_objective(rows: list["Unit"], ctx: "Context") -> Objective:
     """Each row's score: its layer's activations compared with the photo's (resampled
     to the row's map size) by `dot_compare`."""
     layers = sorted({u.layer for u in rows})
-    groups = {layer: torch.tensor([i for i, u in enumerate(rows) if u.layer == layer]) for layer in layers}
+    groups = {layer: torch.tensor([i for i, u in enumerate(rows) if u.layer == layer], device=ctx.device)
+              for layer in layers}
     targets = _targets(rows, ctx)
     photos = {layer: [u.param("photo") for u in rows if u.layer == layer] for layer in layers}
-    powers = torch.tensor([float(u.param("power")) for u in rows])
+    powers = torch.tensor([float(u.param("power")) for u in rows], device=ctx.device)
 
     def score(acts):
         first = acts[layers[0]]
@@ -49,7 +50,7 @@ def caricature_objective(rows: list["Unit"], ctx: "Context") -> Objective:
             index = groups[layer].to(first.device)
             mine = acts[layer][index].float()
             target = torch.stack([_resized(targets[(p, layer)], mine.shape[2:], ctx.memo) for p in photos[layer]])
-            total = total.index_put((index,), dot_compare(mine, target, powers[groups[layer]].to(first.device)))
+            total = total.index_put((index,), dot_compare(mine, target, powers[index]))
         return total
 
     return Objective(score, frozenset(layers))

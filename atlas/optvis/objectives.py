@@ -148,8 +148,7 @@ def diversity(layer: str, groups: torch.Tensor, images: torch.Tensor | None = No
         gram = F.normalize((flat @ flat.transpose(1, 2)).flatten(1), dim=1)
         similarity = gram @ gram.T
         g = groups.to(out.device)
-        own = torch.arange(len(g)) if images is None else images
-        own = own.to(out.device)
+        own = torch.arange(len(g), device=out.device) if images is None else images.to(out.device)
         mates = (g[:, None] == g[None, :]) & (own[:, None] != own[None, :])
         return -(similarity * mates).sum(1)
     return Objective(score, frozenset([layer]))

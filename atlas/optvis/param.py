@@ -1,12 +1,16 @@
 """Image parameterizations: a tensor to optimize and the function to an RGB image.
 
 Each parameterization gives `init(generator) -> Tensor` for one image and
-`to_image(params) -> images in [0, 1]`, batched over the first dimension, so a
-batch is the concatenation of independently seeded images.
+`to_image(params, dtype) -> images in [0, 1]`, batched over the first dimension,
+so a batch is the concatenation of independently seeded images. Parameters and
+the Fourier transform stay in fp32; `dtype` is what the rest of the image side
+computes in (the colour matrix and the sigmoid): bf16 on a GPU rendering in bf16,
+so the image reaches the model with no cast in between.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -26,7 +30,7 @@ INIT_SD = 0.01
 @dataclass(frozen=True)
 class Parameterization:
     shape: tuple[int, ...]  # of one image's parameters
-    to_image: Callable[[torch.Tensor], torch.Tensor]
+    to_image: Callable[..., torch.Tensor]   # (params, dtype=torch.float32) -> images
     init_sd: float = INIT_SD  # of the normal draw that starts every parameter
 
     def init(self, generator: torch.Generator) -> torch.Tensor:
@@ -45,7 +49,7 @@ def make(kind: str, size: int, decay_power: float = 1.0, device="cpu") -> Parame
 
 def pixel(h: int, w: int) -> Parameterization:
     """The naive method: every pixel free, squashed by a sigmoid. Kept for comparison."""
-    return Parameterization((3, h, w), torch.sigmoid)
+    return Parameterization((3, h, w), lambda params, dtype=torch.float32: torch.sigmoid(params.to(dtype)))
 
 
 def fourier(h: int, w: int, decay_power: float = 1.0, device="cpu") -> Parameterization:
@@ -53,9 +57,9 @@ def fourier(h: int, w: int, decay_power: float = 1.0, device="cpu") -> Parameter
     frequencies dominate and the optimizer does not fill the image with noise."""
     scale = _decay(h, w, decay_power).to(device)
 
-    def to_image(spectrum: torch.Tensor) -> torch.Tensor:
+    def to_image(spectrum: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         spectrum = torch.view_as_complex(spectrum.contiguous()) * scale
-        return _to_rgb(torch.fft.irfft2(spectrum, s=(h, w), norm="ortho") / 4.0)
+        return _to_rgb((torch.fft.irfft2(spectrum, s=(h, w), norm="ortho") / 4.0).to(dtype))
 
     return Parameterization((3, h, w // 2 + 1, 2), to_image)
 
@@ -80,9 +84,9 @@ def phase(h: int, w: int, decay_power: float = 1.0, device="cpu") -> Parameteriz
     energy = (magnitude ** 2 * counted).sum() / (h * w)
     magnitude = (magnitude * PHASE_IMAGE_SD / energy.sqrt()).to(device)
 
-    def to_image(phases: torch.Tensor) -> torch.Tensor:
+    def to_image(phases: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         spectrum = torch.polar(magnitude.expand_as(phases), phases)
-        return _to_rgb(torch.fft.irfft2(spectrum, s=(h, w), norm="ortho"))
+        return _to_rgb(torch.fft.irfft2(spectrum, s=(h, w), norm="ortho").to(dtype))
 
     # Phases start uniform (a normal with sd pi wraps around the circle nearly evenly).
     return Parameterization((3, h, w // 2 + 1), to_image, init_sd=math.pi)
@@ -96,5 +100,13 @@ def _decay(h: int, w: int, decay_power: float) -> torch.Tensor:
 
 def _to_rgb(decorrelated: torch.Tensor) -> torch.Tensor:
     """Decorrelated colour channels to RGB in [0, 1]."""
-    image = torch.einsum("bchw,dc->bdhw", decorrelated, COLOR_CORRELATION.to(decorrelated.device))
+    image = torch.einsum("bchw,dc->bdhw", decorrelated, _colour(decorrelated.device, decorrelated.dtype))
     return torch.sigmoid(image)
+
+
+@functools.lru_cache(maxsize=16)
+def _colour(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The colour matrix on a device, made once: a step copies nothing from the host
+    (which a CUDA graph could not replay). An ordinary tensor even under inference mode."""
+    with torch.inference_mode(False):
+        return COLOR_CORRELATION.to(device, dtype)

@@ -21,12 +21,13 @@ import torch
 from .. import device as devices
 from ..batches import batch_key, batches, cut
 from ..models import Model, normalize
-from ..settings import OPTIMIZERS, Settings
+from ..settings import Settings
 from ..units import Unit
 from . import objectives, param, transforms
 from .builders import build
 from .context import Context
-from .hooks import activations, redirected_relus
+from .hooks import activations
+from .loop import Problem, optimize
 
 
 @dataclass(frozen=True)
@@ -118,36 +119,19 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
 
     context = Context(model, device, precision, photos or {})
     measure = build([u for u, _ in items for _ in range(per_image)], context)
-    sign = -1.0 if first.negative else 1.0
     layers = set(measure.layers)
     spread = None
     if copies > 1:
         # Copies of a unit are pushed apart; views of one image are not.
-        groups = torch.arange(len(units)).repeat_interleave(copies * per_image)
-        images_of = torch.arange(len(items)).repeat_interleave(per_image)
+        groups = torch.arange(len(units), device=device).repeat_interleave(copies * per_image)
+        images_of = torch.arange(len(items), device=device).repeat_interleave(per_image)
         spread = settings.diversity_weight * objectives.diversity(diversity_layer(model, first), groups, images_of)
         layers |= spread.layers
 
-    rates = learning_rates(settings, first)
-    optimizer = getattr(torch.optim, OPTIMIZERS[recipe.optimizer])([params], lr=rates[0])
-    curve = torch.zeros(settings.steps, len(items), device=device)
-    for step in range(settings.steps):
-        optimizer.param_groups[0]["lr"] = rates[step]
-        optimizer.zero_grad(set_to_none=True)
-        image = image_param.to_image(params)
-        # Views are resampled to a side the model's input rule allows (ViT: exactly 224).
-        x = normalize(model, transforms.apply(recipe, image, view_params[:, step], noise))
-        x = x.contiguous(memory_format=torch.channels_last)
-        with redirected_relus(model.module, step < settings.redirect_steps), devices.autocast(device, precision):
-            acts = activations(model, x, layers)
-        score = measure(acts)
-        goal = sign * score if spread is None else sign * score + spread(acts)
-        if recipe.smoothness:
-            goal = goal - recipe.smoothness * objectives.total_variation(image).repeat_interleave(per_image)
-        # Each image's goal is the mean over its views.
-        (-goal.sum() / per_image).backward()
-        optimizer.step()
-        curve[step] = score.detach().view(len(items), per_image).mean(1)
+    problem = Problem(model, image_param.to_image, params, recipe, view_params, noise, measure, spread,
+                      -1.0 if first.negative else 1.0, layers, precision, devices.image_dtype(device, precision))
+    curve = optimize(problem, learning_rates(settings, first), settings.redirect_steps,
+                     devices.use_cuda_graphs(device))
 
     with torch.no_grad():
         images = image_param.to_image(params)

@@ -64,8 +64,10 @@ def load_layout(root: Path, name: str) -> tuple[np.ndarray, str] | None:
 
 
 def store_crop(root: Path, data: bytes) -> str:
-    """A photo patch, stored once by content; its name relative to the atlas folder."""
-    return f"{CROPS}/{store_by_content(Path(root) / FOLDER / CROPS, data)}"
+    """A photo patch, stored once by content; its name relative to the atlas folder. Not
+    flushed to disk one by one (an atlas has thousands): they illustrate, and the atlas
+    that names them is written, flushed, after them."""
+    return f"{CROPS}/{store_by_content(Path(root) / FOLDER / CROPS, data, fsync=False)}"
 
 
 def store(root: Path, name: str, record: dict) -> None:

@@ -58,13 +58,17 @@ def is_temp(name: str) -> bool:
     return name.startswith(".") and name.endswith(".tmp")
 
 
-def store_by_content(folder: Path, data: bytes, suffix: str = ".jpg") -> str:
+def store_by_content(folder: Path, data: bytes, suffix: str = ".jpg", fsync: bool = True) -> str:
     """Store `data` once under `folder`, named by its content's hash; returns the name.
-    The same bytes recur (a crop shown by many units) and a hash name is right wherever it exists."""
+    The same bytes recur (a crop shown by many units) and a hash name is right wherever it
+    exists. `fsync=False` for many small files a later run makes again anyway."""
     name = f"{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
     target = Path(folder) / name
     if not target.exists():
-        atomic_write(target, data)
+        try:
+            replace_file(target, data, fsync=fsync)
+        except OSError as err:
+            raise AtlasError(f"cannot write {target}: {err.strerror or err}") from err
     return name
 
 
