@@ -232,3 +232,22 @@ def test_umap_with_a_fixed_seed_lays_out_the_same_twice():
 def test_too_few_samples_for_umap_fall_back_to_pca_and_say_so():
     made = grid.layout(np.random.default_rng(0).normal(size=(10, 4)), "umap")
     assert made.method.startswith("pca (UMAP needs at least 16 samples")
+
+
+def test_sampling_under_bf16_autocast_attributes_in_fp32(tiny, tmp_path):
+    """Forward-mode tangents and autocast's casts disagree on dtypes, so the attributions run
+    in fp32 whatever the pass's precision: the same numbers either way."""
+    from atlas import dataset
+    from atlas.activation_atlas.sampling import AtlasSampler
+
+    small = tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    source = dataset.image_folder(photo_folder(tmp_path / "photos", 6), small)
+    found = {}
+    for precision in ("fp32", "bf16"):
+        sampler = AtlasSampler(small, ["features.5"], 3, 0, None, precision)
+        dataset.stream(small, source, [sampler], torch.device("cpu"), 4, 0, precision=precision)
+        found[precision] = sampler.arrays("features.5")
+    assert found["bf16"]["attributions"].shape == (18, 10)
+    np.testing.assert_allclose(found["bf16"]["attributions"].astype(np.float32),
+                               found["fp32"]["attributions"].astype(np.float32), rtol=1e-2, atol=1e-3)
+    assert np.array_equal(found["bf16"]["where"], found["fp32"]["where"])

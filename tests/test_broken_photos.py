@@ -32,12 +32,16 @@ def test_every_pass_skips_unreadable_photos_counts_them_and_goes_on(tmp_path):
     result = CliRunner().invoke(main, [
         "build", TINY, "--weights", "random", "--layers", "features.2", "--channels", "2", "--classes", "none",
         "--size", "32", "--steps", "3", "--precision", "fp32", "--examples", str(photos), "--dissect", str(photos),
+        "--activation-atlas", str(photos), "--atlas-layout", "pca", "--atlas-positions", "8", "--atlas-icon-steps", "2",
         "--caricature-photos", "2", "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
         "--out", str(tmp_path / "site"), "--no-connections"])
     assert result.exit_code == 0, result.output
     out = result.output
-    # one pass reads the folder for examples and the dissection's quantiles, one for its IoU counts
-    assert "dataset examples and dissection quantiles: skipped 2 unreadable images of 7" in out
+    # one pass reads the folder for examples, the dissection's quantiles and the atlas samples,
+    # one for the dissection's IoU counts
+    assert ("dataset examples and dissection quantiles and activation-atlas samples: "
+            "skipped 2 unreadable images of 7") in out
+    assert "activation atlas of features.2: 40 samples of 5 photos" in out
     assert "dissection IoU: skipped 2 unreadable images of 7" in out
     assert "a-truncated.jpg" in out and "b-not-an-image.jpg" in out and "c-cmyk.jpg" not in out.split("site:")[0]
     assert "caricatures at 1 layer: rendered 2" in out           # the first two readable photos
@@ -47,7 +51,7 @@ def test_every_pass_skips_unreadable_photos_counts_them_and_goes_on(tmp_path):
 
 
 @pytest.mark.parametrize("option,message", [("--caricatures", "--caricatures"), ("--examples", "--examples"),
-                                            ("--dissect", "--dissect")])
+                                            ("--dissect", "--dissect"), ("--activation-atlas", "--activation-atlas")])
 def test_a_missing_folder_is_named_by_the_option_the_user_gave(tmp_path, option, message):
     result = CliRunner().invoke(main, ["build", TINY, "--classes", "0", option, str(tmp_path / "nope"),
                                        "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "s")])

@@ -26,7 +26,6 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import nn
 
-from .. import device as devices
 from ..models import Model
 
 
@@ -68,7 +67,12 @@ def relaxed_max_pooling(module: nn.Module):
 def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor,
                  precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Vectors [B, k, C] at `cells` [B, k, 2] (row, column) of `layer`'s map, and their
-    attributions [B, k, classes] to every logit, for input batch `x`."""
+    attributions [B, k, classes] to every logit, for input batch `x`.
+
+    Always in fp32, whatever `precision`: under autocast, forward-mode tangents and
+    their primals end up in different dtypes (torch 2.14 on a CPU: "Input type and
+    weight type should be the same" at the first convolution after a batch norm)."""
+    del precision
     layout = model.layer(layer).layout
     module = dict(model.module.named_modules())[layer]
     rows, k = x.shape[0], cells.shape[1]
@@ -87,11 +91,12 @@ def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor,
         widened = output if per_row_input else output.repeat_interleave(k, 0)
         return fwAD.make_dual(widened, layout.from_maps(tangent, widened))
 
+    x = x.float()
+
     def run(per_row_input: bool) -> torch.Tensor:
         handle = module.register_forward_hook(lambda m, i, out: tangents(out, per_row_input))
         try:
-            with fwAD.dual_level(), torch.no_grad(), relaxed_max_pooling(model.module), \
-                    devices.autocast(x.device, precision):
+            with fwAD.dual_level(), torch.no_grad(), relaxed_max_pooling(model.module):
                 out = model.module(x.repeat_interleave(k, 0) if per_row_input else x)
                 out = out if isinstance(out, torch.Tensor) else out.logits
                 return fwAD.unpack_dual(out).tangent
