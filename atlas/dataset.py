@@ -131,10 +131,6 @@ class PassReport:
         return self.images / self.seconds if self.seconds else 0.0
 
 
-class SkippedImageWarning(photos.SkippedImageWarning):
-    pass
-
-
 class _Loaded(torch.utils.data.Dataset):
     """The source's images by position in `indices`, for DataLoader workers."""
 
@@ -195,7 +191,7 @@ def stream(model: Model, source: Source, consumers: Sequence[Consumer], device: 
                 raise AtlasError(str(error))
             if error is not None:
                 report.skipped.append(error)
-                warnings.warn(f"{error}; skipped", SkippedImageWarning, stacklevel=2)
+                warnings.warn(f"{error}; skipped", photos.SkippedImageWarning, stacklevel=2)
         if not good:
             on_batch(len(rows))
             continue

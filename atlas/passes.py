@@ -51,6 +51,44 @@ class DatasetOutcome:
     reports: dict[str, dataset.PassReport] = field(default_factory=dict)   # by pass name
 
 
+@dataclass
+class Ride:
+    """A consumer that wants to ride on a read of `source` (all of it, or one shard)."""
+    name: str
+    source: object
+    shard: tuple[int, int] | None
+    consumer: object
+    finish: Callable[[dataset.PassReport], object]
+
+
+@dataclass
+class Read:
+    """One pass over a source and the consumers riding on it."""
+    source: object
+    shard: tuple[int, int] | None
+    rides: list[Ride] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return " and ".join(ride.name for ride in self.rides)
+
+    @property
+    def consumers(self) -> list:
+        return [ride.consumer for ride in self.rides]
+
+
+def reads(wanted: list[Ride]) -> list[Read]:
+    """The fewest reads that feed every ride: rides on the same photos and the same shard share one."""
+    found: list[Read] = []
+    for ride in wanted:
+        read = next((r for r in found if r.shard == ride.shard and same_photos(r.source, ride.source)), None)
+        if read is None:
+            read = Read(ride.source, ride.shard)
+            found.append(read)
+        read.rides.append(ride)
+    return found
+
+
 def same_photos(a, b) -> bool:
     """Whether two sources read the same files the same way (so one pass can feed both)."""
     if a is None or b is None:
@@ -87,39 +125,26 @@ def run(model: Model, layers: list[str], request: DatasetRequest, root: Path, de
 
     # Read 1: every consumer that needs only the photos: examples (all images), dissection
     # sketches (this shard's) and atlas samples, one pass per distinct way of reading them.
-    top = examples.consumer() if examples else None
-    sketches = dissect.quantile_consumer(device) if dissect else None
-    sampler = outcome.atlas.sampler() if outcome.atlas else None
-    groups: list[tuple[str, object, list, list[Callable]]] = []   # (pass name, source, consumers, finishers)
-
-    def join(name: str, source, consumer, finish, shared: bool = True) -> None:
-        for group in groups:
-            if shared and group[0] != "dissection quantiles" and same_photos(group[1], source):
-                group[2].append(consumer)
-                group[3].append(finish)
-                names = group[0].split(" and ")
-                groups[groups.index(group)] = (" and ".join(names + [name]), group[1], group[2], group[3])
-                return
-        groups.append((name, source, [consumer], [finish]))
-
-    waiting: list[str] = []
-    if top is not None:
-        join("dataset examples", examples.source, top, lambda report: outcome.examples.update(
-            examples.finish(top, report, device)))
-    elif examples is not None:
-        outcome.examples = examples.finish(None, dataset.PassReport(), device)
-    if sketches is not None:
-        join("dissection quantiles", dissect.source, sketches,
-             lambda report: waiting.extend(dissect.finish_quantiles(sketches, report)),
-             shared=request.shard == (1, 1))
-    if sampler is not None:
-        join("activation-atlas samples", outcome.atlas.source, sampler,
-             lambda report: outcome.atlas.finish_samples(sampler, report))
-    for name, source, consumers, finishers in groups:
-        indices = dataset.shard_indices(len(source), request.shard) if name == "dissection quantiles" else None
-        report = stream(name, source, consumers, indices)
-        for finish in finishers:
-            finish(report)
+    mine = None if request.shard == (1, 1) else request.shard
+    wanted = []
+    if examples is not None:
+        top = examples.consumer()
+        if top is None:
+            outcome.examples = examples.finish(None, dataset.PassReport(), device)
+        else:
+            wanted.append(Ride("dataset examples", examples.source, None, top,
+                               lambda report, top=top: outcome.examples.update(examples.finish(top, report, device))))
+    if dissect is not None and (sketches := dissect.quantile_consumer(device)) is not None:
+        wanted.append(Ride("dissection quantiles", dissect.source, mine, sketches,
+                           lambda report: dissect.finish_quantiles(sketches, report)))
+    if outcome.atlas is not None and (sampler := outcome.atlas.sampler()) is not None:
+        wanted.append(Ride("activation-atlas samples", outcome.atlas.source, None, sampler,
+                           lambda report: outcome.atlas.finish_samples(sampler, report)))
+    for read in reads(wanted):
+        indices = dataset.shard_indices(len(read.source), read.shard) if read.shard else None
+        report = stream(read.name, read.source, read.consumers, indices)
+        for ride in read.rides:
+            ride.finish(report)
     if examples is not None:
         rate = next((r for name, r in outcome.reports.items() if "dataset examples" in name), None)
         say(f"dataset examples for {plural(len(layers), 'layer')}: "

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from atlas import dataset
+from atlas import dataset, photos
 from atlas.concepts import open_concepts
 from atlas.concepts.broden import Broden
 from atlas.concepts.colors import NAMES, color_names
@@ -300,7 +300,7 @@ def test_a_corrupt_image_is_skipped_with_a_warning_and_counted(broden, planted, 
     shutil.copytree(broden, root)
     data = (root / "images" / "shapes/003.jpg").read_bytes()
     (root / "images" / "shapes/003.jpg").write_bytes(data[:len(data) // 2])   # a truncated JPEG
-    with pytest.warns(dataset.SkippedImageWarning, match="003.jpg"):
+    with pytest.warns(photos.SkippedImageWarning, match="003.jpg"):
         job, _ = run_job(planted, Broden.open(root, 32, 16), tmp_path / "cache")
     result = job.results()["1"]
     assert result.images == 11 and result.skipped == 1
@@ -333,3 +333,19 @@ def test_build_dissects_its_layers_and_the_site_shows_concepts(broden, tmp_path)
     assert index.count('<li data-search=') == 2 and "blue square" in index
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 0 and "from cache" in again.output.split("dissection of")[1]
+
+
+def test_reads_share_a_pass_only_for_the_same_photos_and_shard(tmp_path):
+    from atlas.passes import Ride, reads
+
+    class Folder:
+        def __init__(self, paths, size=32, resize=36):
+            self.paths, self.size, self.resize = paths, size, resize
+
+    a, same, other = Folder(("x", "y")), Folder(("x", "y")), Folder(("z",))
+    done = reads([Ride("examples", a, None, 1, None), Ride("quantiles", same, None, 2, None),
+                  Ride("sharded", same, (1, 2), 3, None), Ride("atlas", other, None, 4, None),
+                  Ride("framed otherwise", Folder(("x", "y"), resize=48), None, 5, None)])
+    assert [(r.name, r.consumers, r.shard) for r in done] == [
+        ("examples and quantiles", [1, 2], None), ("sharded", [3], (1, 2)), ("atlas", [4], None),
+        ("framed otherwise", [5], None)]

@@ -15,6 +15,7 @@ On the CPU every step is eager and this is exactly the loop it always was.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -127,21 +128,13 @@ def optimize(problem: Problem, rates: list[float], redirect_steps: int, graphs: 
             warming = side is not None and step >= redirect_steps
             if warming:   # warm-up steps run on a side stream, as graph capture wants
                 side.wait_stream(torch.cuda.current_stream(params.device))
-            with torch.cuda.stream(side) if warming else _nothing(), \
+            with torch.cuda.stream(side) if warming else contextlib.nullcontext(), \
                     redirected_relus(problem.model.module, step < redirect_steps):
                 score = _step(problem, views, optimizer)
             if warming:
                 torch.cuda.current_stream(params.device).wait_stream(side)
         curve[step] = score.view(images, per_image).mean(1)
     return curve
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _capture(problem: Problem, optimizer, views: torch.Tensor):
