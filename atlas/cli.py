@@ -129,7 +129,8 @@ def layers(model, weights):
 @click.option("--atlas-layers", help="Layers of the activation atlas (default: three of the rendered layers).")
 @click.option("--atlas-positions", type=click.IntRange(min=1, max=1000), default=4, show_default=True,
               help="Activation vectors sampled per photo.")
-@click.option("--atlas-samples", type=click.IntRange(min=16), help="Most samples per layer (default: all).")
+@click.option("--atlas-samples", type=click.IntRange(min=16),
+              help="Most samples per layer (default: 100,000 on a GPU, 20,000 on a CPU).")
 @click.option("--atlas-class", type=click.IntRange(min=0), help="Also a class atlas of this class on the deepest atlas layer.")
 @click.option("--atlas-layout", type=click.Choice(["umap", "pca"]), default="umap", show_default=True,
               help="How samples are laid out in 2-D.")

@@ -98,6 +98,14 @@ def image_dtype(device: torch.device, precision: str) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" and precision == "bf16" else torch.float32
 
 
+def default_atlas_samples(device: torch.device) -> int:
+    """Most activation-atlas samples per layer when the user names no number: the layout
+    (UMAP) costs about 100 s and 2 GB at 100,000 samples on two cores and grows with
+    them (BENCHMARKS.md, "Activation atlas"), and sampling costs one forward-mode pass
+    per sample: a GPU machine takes the reference's 100,000, a CPU 20,000."""
+    return 100_000 if device.type == "cuda" else 20_000
+
+
 def use_cuda_graphs(device: torch.device) -> bool:
     """Whether batches replay their step as a CUDA graph: on CUDA unless ATLAS_CUDA_GRAPHS=0
     (a switch for measuring the difference, never for correctness)."""

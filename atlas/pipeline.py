@@ -101,7 +101,7 @@ class BuildRequest:
     atlas_dir: Path | None = None
     atlas_layers: str | None = None         # None: three of the rendered layers, spread over the depth
     atlas_positions: int = 4                # samples per photo
-    atlas_samples: int | None = None        # most samples per layer (None: every photo's positions)
+    atlas_samples: int | None = None        # most samples per layer (None: as the device suits, device.py)
     atlas_class: int | None = None          # also a class atlas of the deepest atlas layer
     atlas_layout: str = "umap"
     atlas_icon_steps: int = 256
@@ -258,7 +258,8 @@ def dataset_side(model: Model, units: list, request: BuildRequest, settings: Set
     atlas = None
     if request.atlas_dir is not None and r == 0:
         atlas = AtlasRequest(Path(request.atlas_dir), atlas_layers(model, units, request.atlas_layers),
-                             request.atlas_positions, request.atlas_samples, request.seed or 0, request.atlas_layout,
+                             request.atlas_positions, request.atlas_samples or devices.default_atlas_samples(device),
+                             request.seed or 0, request.atlas_layout,
                              class_index=request.atlas_class, icon_steps=request.atlas_icon_steps)
     dataset_request = passes.DatasetRequest(
         examples_dir=request.examples_dir if r == 0 else None, examples_k=request.examples_k,
