@@ -5,8 +5,9 @@ results  exactly the units of the reference tables (DESIGN.md), 224 px, 512 step
 quick    a few channels per layer plus the reference classes, small and short:
          a CPU renders it in minutes
 
-Each takes the recipe measured best at its number of steps: the default (settle)
-at 512, zoom at 128, whose class units take a larger step (BENCHMARKS.md, issue 14).
+Each takes the recipe measured best at its number of steps: the default (closeup)
+at 512, zoom at 128, whose class units take a larger step (BENCHMARKS.md, issues 14
+and 28; closeup's channels were judged at 512 steps only, so quick keeps zoom's).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ from atlas.activation_atlas.sampling import attributions, grid_cells, positions 
 from atlas.models import load_model, normalize, to_device  # noqa: E402
 from atlas.optvis.hooks import activations  # noqa: E402
 from atlas.optvis.render import render_batch  # noqa: E402
-from atlas.settings import Settings  # noqa: E402
+from atlas.settings import DEFAULT_RECIPE, Settings  # noqa: E402
 from atlas.units import Unit  # noqa: E402
 
 LITE_LAYERS = "_blocks.4._project_conv,_blocks.10._project_conv,_conv_head"
@@ -106,6 +106,7 @@ def main() -> int:
     parser.add_argument("--min-count", type=int, default=5, help="samples a cell needs for an icon")
     parser.add_argument("--unit-steps", type=int, default=512, help="steps of the channel units icons are compared with")
     parser.add_argument("--class-index", type=int, help="also a class atlas of the last layer")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the icons' and channel units' recipe")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--device", default="auto")
@@ -150,10 +151,14 @@ def main() -> int:
     report["sampling"] = {"images": pass_report.images, "seconds": sampling_seconds, "rate": rate, "floor": floor,
                           "ratio": floor / rate if rate else None, "skipped": len(pass_report.skipped),
                           "samples_per_layer": pass_report.images * args.positions}
-    print(f"sampling: {rate:.1f} images/s ({pass_report.images} photos, {sampling_seconds:.0f} s); floor (forward + "
-          f"attribution) {floor:.1f} images/s: {floor / rate if rate else 0:.2f}x its time", flush=True)
+    if sampler:
+        print(f"sampling: {rate:.1f} images/s ({pass_report.images} photos, {sampling_seconds:.0f} s); floor (forward + "
+              f"attribution) {floor:.1f} images/s: {floor / rate:.2f}x its time", flush=True)
+    else:
+        print(f"sampling: the samples were in the cache (not measured; use a fresh --cache); floor (forward + "
+              f"attribution) {floor:.1f} images/s", flush=True)
 
-    settings = Settings(precision=precision)
+    settings = Settings(precision=precision, recipe=args.recipe)
     report["atlases"] = []
     for layer in layers + ([layers[-1]] if args.class_index is not None else []):
         class_index = args.class_index if len(report["atlases"]) == len(layers) else None

@@ -82,6 +82,7 @@ EXEMPLARS = 9
 STRONG = (9, 29)      # 0-based ranks: the 10th to the 29th most exciting photo
 WEAK = 20             # the 20 least exciting photos
 SPACES = ("logits", "penultimate", "both")
+OWN = "penultimate-own-centre"   # diagnostic: renders centred on the renders' mean (embed_renders)
 DEFAULT_LAYERS = ("_blocks.1._project_conv", "_blocks.4._project_conv", "_blocks.7._project_conv",
                   "_blocks.10._project_conv", "_blocks.13._project_conv", "_conv_head")
 PHOTOS = Path("/work/data/imagenet-sample")
@@ -208,8 +209,15 @@ def candidates() -> dict[str, Candidate]:
         "cosine": Candidate(replace(steady, lr_schedule="cosine")),
         # The frequency spectrum: a charge for pixel-to-pixel variation, or a steeper 1/f.
         "tv": Candidate(replace(steady, smoothness=50.0)),
+        "tv100": Candidate(replace(steady, smoothness=100.0)),
+        "tv200": Candidate(replace(steady, smoothness=200.0)),
+        "tv-crops0.25": Candidate(replace(steady, smoothness=50.0, min_crop=0.25)),
         "decay1.5": Candidate(settings=(("decay_power", 1.5),)),
         "decay1.25": Candidate(settings=(("decay_power", 1.25),)),
+        "decay0.75": Candidate(settings=(("decay_power", 0.75),)),
+        # Magnitude-constrained Fourier (MACO): a fixed 1/f spectrum, only phases move.
+        "phase": Candidate(settings=(("param", "phase"),)),
+        "phase-lr0.1": Candidate(settings=(("param", "phase"), ("lr", 0.1))),
         "noise": Candidate(replace(steady, noise=0.1, noise_end=0.0)),
         # The centre position of the map instead of its mean (the benchmark still ranks
         # photos by the channel mean: it asks about the channel).
@@ -412,6 +420,9 @@ def score_channels(embedded: dict[str, np.ndarray], splits: list[Split], renders
     """Per space, per channel: the visualization's score (when `renders` [U, copies, D] per
     space are given), the exemplars' and the random photo's."""
     out = {}
+    embedded = dict(embedded)
+    if renders is not None and OWN in renders:
+        embedded[OWN] = embedded["penultimate"]
     for space, photos in embedded.items():
         rows = {"exemplars": [], "random": []}
         if renders is not None:
@@ -434,7 +445,11 @@ def embed_renders(judge, images: np.ndarray, center: dict) -> dict[str, np.ndarr
     u, c = images.shape[:2]
     x = torch.from_numpy(images.reshape(u * c, *images.shape[2:])).permute(0, 3, 1, 2).float() / 255
     logits, pooled = judge_embeddings(judge, x)
-    return {k: v.reshape(u, c, -1) for k, v in spaces(logits, pooled, center).items()}
+    out = {k: v.reshape(u, c, -1) for k, v in spaces(logits, pooled, center).items()}
+    # A diagnostic, not the protocol: the renders centred on their own mean (over the run's
+    # channels) instead of the photos' mean, so a look every render shares drops out.
+    out[OWN] = unit_rows(pooled, pooled.mean(0)).reshape(u, c, -1)
+    return out
 
 
 # --- Tables ---
@@ -476,6 +491,34 @@ def tables(report: dict, space: str) -> str:
     return "\n".join(lines)
 
 
+def paired_table(report: dict, space: str, baseline: str = "steady") -> str:
+    """One row per recipe: its pooled score (mean over seeds ± half the spread), its
+    difference from `baseline` paired by channel and seed (over the seeds both have) with
+    the standard error over channels, and that difference on the deepest layer and on the rest."""
+    channels = report["channels"]
+    deepest = channels[-1]["layer"]
+    head = np.array([c["layer"] == deepest for c in channels])
+    runs: dict[str, dict[int, np.ndarray]] = {}
+    for run in report["runs"]:
+        runs.setdefault(run["name"], {})[run["seed"]] = np.array(run["scores"][space]["visualization"])
+    base = runs.get(baseline, {})
+    ex = np.mean([r["scores"][space]["exemplars"] for r in report["runs"][:1]], axis=0)
+    lines = [f"Embedding: {space}; exemplars {ex.mean():.3f} (se {standard_error(ex):.3f}) on the same channels", "",
+             f"| recipe | seeds | visualization, pooled | − {baseline}, paired | − {baseline}, {deepest} | "
+             f"− {baseline}, other layers |", "|---|---|---|---|---|---|"]
+    order = sorted(runs, key=lambda n: -np.mean([v.mean() for v in runs[n].values()]))
+    for name in order:
+        mean, half = spread(v.mean() for v in runs[name].values())
+        common = sorted(set(runs[name]) & set(base))
+        cells = ["—"] * 3
+        if common and name != baseline:
+            d = np.mean([runs[name][k] - base[k] for k in common], axis=0)
+            cells = [f"{d.mean():+.3f} (se {standard_error(d):.3f}, seeds {','.join(map(str, common))})",
+                     f"{d[head].mean():+.3f}", f"{d[~head].mean():+.3f}"]
+        lines.append(f"| {name} | {len(runs[name])} | {mean:.3f} ±{half:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def merge(reports: list[dict]) -> dict:
     """Runs from several reports over the same channels (more seeds, more recipes) as one report."""
     first = reports[0]
@@ -512,14 +555,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", type=Path, default=Path("bench/out/channels_2afc"))
     parser.add_argument("--photo-cache", type=Path, default=Path("bench/out/channels_2afc-photos"))
     parser.add_argument("--photo-data", type=Path, help="a photos-*.npz an earlier pass cached (no photo folder needed)")
+    parser.add_argument("--no-centre", action="store_true", help="embeddings not centred on the photos' mean")
     parser.add_argument("--photos-only", action="store_true", help="only the exemplars' and the random photo's scores")
+    parser.add_argument("--time-only", action="store_true", help="only time the recipes (--time-steps)")
     parser.add_argument("--render-only", action="store_true", help="render and save images; no photos, no judge")
     parser.add_argument("--from-renders", type=Path, help="score the renders/*.npz a --render-only run saved")
     parser.add_argument("--tables", type=Path, nargs="+", help="only print the tables of these reports, merged")
+    parser.add_argument("--paired", action="store_true", help="with --tables: one row per recipe, paired against steady")
     args = parser.parse_args(argv)
     if args.tables:
         report = merge([json.loads(p.read_text()) for p in args.tables])
-        for space in SPACES:
+        if args.paired:
+            for space in SPACES:
+                print(paired_table(report, space) + "\n")
+            return report
+        for space in SPACES + ((OWN,) if all(OWN in r["scores"] for r in report["runs"]) and report["runs"] else ()):
             print(tables(report, space) + "\n")
         return report
 
@@ -547,6 +597,20 @@ def main(argv=None) -> dict:
     where = f"{devices.describe(device)}, {platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     print(f"{args.model}, {len(units)} channels of {len(layers)} layers, {args.size} px, {args.steps} steps, "
           f"{precision}, on {where}", flush=True)
+
+    if args.time_only:
+        by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
+        timing = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
+                              batch_size=args.batch_size)
+        first = next(iter(timing.values()))
+        report = {"machine": where, "date": date.today().isoformat(), "precision": precision,
+                  "time_steps": args.time_steps,
+                  "units": [f"{u.layer}:{u.index}" for layer_units in by_layer.values() for u in layer_units[:8]],
+                  "timing": timing, "ratio": {k: v / first for k, v in timing.items()}}
+        (args.out / "timing.json").write_text(json.dumps(report, indent=1))
+        for name, t in timing.items():
+            print(f"{name}: {t * 1000:.1f} ms per unit-step, {t / first:.3f} x {next(iter(timing))}", flush=True)
+        return report
 
     if args.render_only:
         renders_dir.mkdir(parents=True, exist_ok=True)
@@ -577,12 +641,14 @@ def main(argv=None) -> dict:
     else:
         photos = photo_pass(model, args.photos, pass_layers, judge, device, precision, args.photo_cache)
     center = {"logits": photos["logits"].mean(0), "penultimate": photos["penultimate"].mean(0)}
+    if args.no_centre:   # raw cosine similarity: the comparison that chose the centring
+        center = {"logits": None, "penultimate": None}
     embedded = spaces(photos["logits"], photos["penultimate"], center)
     splits = [split_ranking(photos["means"][u.layer][:, u.index]) for u in units]
     names = photos["names"]
     report = {
         "protocol": {"exemplars": EXEMPLARS, "strong_ranks": [STRONG[0] + 1, STRONG[1]], "weak": WEAK,
-                     "similarity": "cosine, embeddings centred on the photos' mean",
+                     "similarity": "cosine" + ("" if args.no_centre else ", embeddings centred on the photos' mean"),
                      "reference_rule": "mean similarity over the reference's images",
                      "ties": "half a pick", "random_draws": args.random_draws},
         "model": args.model, "photos": str(args.photos), "photo_count": len(names), "size": args.size,
@@ -611,6 +677,12 @@ def main(argv=None) -> dict:
                          f" rnd {np.mean(scores[s]['random']):.3f}" for s in SPACES)
         print(f"{name} s{seed}: {seconds / len(units):.2f} s/unit  {line}", flush=True)
         (args.out / "report.json").write_text(json.dumps(report, indent=1))
+        if not args.from_renders:   # every render kept, so a later protocol can score it again
+            renders_dir.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(renders_dir / f"{name}-s{seed}.npz", images=images, finals=np.array(finals),
+                                meta=json.dumps({"name": name, "seed": seed, "steps": steps, "seconds": seconds,
+                                                 "units": keys, "errors": errors, "candidate": candidate,
+                                                 "device": where, "precision": precision}))
         if seed == seeds[0] or args.from_renders:
             folder = args.out / "images" / f"{name}-s{seed}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -639,7 +711,7 @@ def main(argv=None) -> dict:
             report["timing"] = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
                                             batch_size=args.batch_size)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
-    for space in SPACES:
+    for space in SPACES + ((OWN,) if report["runs"] else ()):
         print("\n" + tables(report, space), flush=True)
     return report
 

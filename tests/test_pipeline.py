@@ -187,7 +187,7 @@ def test_request_fills_the_preset_under_the_users_options(cpu):
     settings = settings_of(quick, cpu)
     assert settings.size == 48 and settings.steps == 128
     # each preset's recipe is the one measured best at its steps; a named one wins
-    assert settings.recipe == "zoom" and settings_of(BuildRequest(TINY), cpu).recipe == DEFAULT_RECIPE == "settle"
+    assert settings.recipe == "zoom" and settings_of(BuildRequest(TINY), cpu).recipe == DEFAULT_RECIPE == "closeup"
     assert settings_of(BuildRequest(TINY, preset="quick", recipe="views"), cpu).recipe == "views"
     assert selection_of(BuildRequest(TINY, preset="results")).units == ("reference",)
     assert selection_of(BuildRequest(TINY, preset="results", units=("features.5:1",))).units == ("features.5:1",)

@@ -132,6 +132,8 @@ PINNED_KEYS = {
     ("zoom", "logit"): "6fc93e46d3c1d9dfd312a7257897fa1b",
     ("settle", "channel"): "6405ac0728772e78e11047a07bfa56d8",
     ("settle", "logit"): "1d782ef7558be010f327f6efc5993af5",
+    ("closeup", "channel"): "318a635147927e29459b0777afd22cde",  # added 2026-11-27 (issue 28)
+    ("closeup", "logit"): "baebd96e093ab9109bd11906b6f2303d",
     ("lucid", "channel"): "821cca06bc122a0b9f6b4fa02b150dc6",
     ("lucid", "logit"): "1c167c264e77f95d2ecfabefafa23045",
 }
@@ -189,6 +191,21 @@ def test_settle_is_zoom_with_class_units_at_a_smaller_step(tiny, cpu, monkeypatc
         assert np.array_equal(a.images[0], b.images[0])
     from atlas.cache import entry_key  # its class images never come from zoom's entries
     assert entry_key("m", "fp", logit, settings) != entry_key("m", "fp", logit, settings.replace(recipe="zoom"))
+
+
+def test_closeup_is_settle_with_channels_in_smaller_crops(tiny, cpu):
+    # The recipe version stays: closeup is a new name whose knobs its keys hold, so
+    # no image of an older recipe can be served for it, and settle's cache stays valid.
+    closeup, settle = RECIPES["closeup"], RECIPES["settle"]
+    assert closeup.classes == settle.classes
+    assert replace(closeup, classes=None) == replace(RECIPES["steady"], min_crop=0.25)
+    channel, logit = Unit("features.5", 1), Unit(tiny.output_layer, 3, "logit")
+    settings = Settings(size=32, steps=8, precision="fp32", recipe="closeup")
+    # Class images are settle's, bit for bit (so the judges' class numbers cannot move);
+    # channel images are not.
+    for unit, same in ((logit, True), (channel, False)):
+        (a,), (b,) = render_batch(tiny, [unit], settings, cpu), render_batch(tiny, [unit], settings.replace(recipe="settle"), cpu)
+        assert np.array_equal(a.images[0], b.images[0]) == same
 
 
 def test_class_views_share_the_number_of_views(monkeypatch):
