@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from atlas import cache as entries  # noqa: E402
 from atlas import dataset  # noqa: E402
 from atlas import device as devices  # noqa: E402
 from atlas.activation_atlas import grid  # noqa: E402
@@ -191,6 +192,7 @@ def main() -> int:
 
     if args.site:
         from atlas.site.write import publish
+        entries.store_model_card(cache, model.card())   # class names for the labels, as a build stores it
         publish(cache, args.site, say=lambda text, err=False: None)
         pages = sorted(args.site.rglob("atlas*.html"))
         icons_bytes = sum(p.stat().st_size for p in (args.site / "images" / "thumb").glob("*"))

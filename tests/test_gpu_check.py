@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,9 +19,16 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make, as `make test` does")
 def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     out = tmp_path / "check"
+    # Photos of our own, so a developer's .gpu-data/photos (1,000 real ones) is not read.
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for n in range(64):
+        photo = Image.new("RGB", (128, 96), (n * 4, 255 - n * 4, (n * 37) % 256))
+        photo.paste(((n * 91) % 256, (n * 53) % 256, 128), ((n * 7) % 90, (n * 5) % 60, (n * 7) % 90 + 32, (n * 5) % 60 + 32))
+        photo.save(photos / f"{n:03d}.png")
     done = subprocess.run(["make", "-s", "gpu-check", f"GPU_CHECK_PYTHON={sys.executable}",
                            f"GPU_CHECK_OUT={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "GPU_CHECK_DEVICE": "cpu"})
+                          env={**os.environ, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_PHOTOS": str(photos)})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "gpu-check: all steps passed" in done.stdout
 

@@ -42,7 +42,7 @@ def test_plain_units_keep_their_cache_keys():
     the keys below are literals computed on 2026-11-27 (commit a56b8ad)."""
     old = {"layer": "features.28", "index": 54, "objective": "channel", "negative": False, "diversity": 1}
     assert Unit("features.28", 54).as_dict() == old
-    assert cache.entry_key("vgg16", "f", Unit("features.28", 54), Settings()) == "993d2ed0ce1be129e1c62b2b6cf4508b"
+    assert cache.entry_key("vgg16", "f", Unit("features.28", 54), Settings(recipe="settle")) == "993d2ed0ce1be129e1c62b2b6cf4508b"
     direction = Unit("features.5", 0, "direction", params={"seed": 1, "weights": [0.6, -0.8]})
     settings = Settings(size=32, steps=4, precision="fp32", recipe="views")
     assert cache.entry_key("m", "f", direction, settings) == "4c973a1548483697fdd4b66674a8703b"
