@@ -42,7 +42,8 @@ and scaled to unit length:
   penultimate  its 768 pooled features, the input of the classifier
   both         the two unit vectors concatenated and divided by sqrt(2): the
                similarity is the mean of the two cosine similarities.
-The tables show --embedding (default penultimate; docs/channels/2afc.md says why).
+The tables show --embedding (default penultimate; BENCHMARKS.md, "Channel pictures
+against real photos", says why).
 
 Numbers. Per layer: the mean over its channels; pooled: over all channels. Each is
 the mean over seeds with half the spread between seeds (max - min) beside it, as
