@@ -107,7 +107,8 @@ def main() -> int:
     parser.add_argument("--min-count", type=int, default=5, help="samples a cell needs for an icon")
     parser.add_argument("--unit-steps", type=int, default=512, help="steps of the channel units icons are compared with")
     parser.add_argument("--class-index", type=int, help="also a class atlas of the last layer")
-    parser.add_argument("--recipe", default=DEFAULT_RECIPE, help="the icons' and channel units' recipe")
+    parser.add_argument("--recipe", default=DEFAULT_RECIPE,
+                        help="the recipe of the channel units icons are compared with (icons render as lucid)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int)
     parser.add_argument("--device", default="auto")

@@ -24,7 +24,8 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     photos.mkdir()
     for n in range(64):
         photo = Image.new("RGB", (128, 96), (n * 4, 255 - n * 4, (n * 37) % 256))
-        photo.paste(((n * 91) % 256, (n * 53) % 256, 128), ((n * 7) % 90, (n * 5) % 60, (n * 7) % 90 + 32, (n * 5) % 60 + 32))
+        x, y = (n * 7) % 90, (n * 5) % 60
+        photo.paste(((n * 91) % 256, (n * 53) % 256, 128), (x, y, x + 32, y + 32))
         photo.save(photos / f"{n:03d}.png")
     done = subprocess.run(["make", "-s", "gpu-check", f"GPU_CHECK_PYTHON={sys.executable}",
                            f"GPU_CHECK_OUT={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600,

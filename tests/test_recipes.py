@@ -204,7 +204,7 @@ def test_closeup_is_settle_with_channels_in_smaller_crops(tiny, cpu):
     # Class images are settle's, bit for bit (so the judges' class numbers cannot move);
     # channel images are not.
     for unit, same in ((logit, True), (channel, False)):
-        (a,), (b,) = render_batch(tiny, [unit], settings, cpu), render_batch(tiny, [unit], settings.replace(recipe="settle"), cpu)
+        (a,), (b,) = (render_batch(tiny, [unit], s, cpu) for s in (settings, settings.replace(recipe="settle")))
         assert np.array_equal(a.images[0], b.images[0]) == same
 
 
