@@ -188,13 +188,18 @@ def _photos(work: Path) -> Path:
     given = os.environ.get("GPU_CHECK_PHOTOS") or (ROOT / ".gpu-data" / "photos")
     if Path(given).is_dir():
         return Path(given)
+    return synthetic_photos(work / "synthetic-photos")
+
+
+def synthetic_photos(folder: Path, count: int = 64) -> Path:
+    """`count` seeded 128 x 96 photos, a square of one colour on another: they time the
+    dataset passes but mean nothing."""
     import numpy as np
     from PIL import Image
 
-    folder = work / "synthetic-photos"
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
-    for n in range(64):
+    for n in range(count):
         pixels = np.zeros((96, 128, 3), np.uint8)
         pixels[:] = rng.integers(0, 256, 3)
         y, x = rng.integers(0, 60, 2)

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import gpu_check  # noqa: E402
 
 
 @pytest.mark.slow
@@ -19,14 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make, as `make test` does")
 def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     out = tmp_path / "check"
-    # Photos of our own, so a developer's .gpu-data/photos (1,000 real ones) is not read.
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for n in range(64):
-        photo = Image.new("RGB", (128, 96), (n * 4, 255 - n * 4, (n * 37) % 256))
-        x, y = (n * 7) % 90, (n * 5) % 60
-        photo.paste(((n * 91) % 256, (n * 53) % 256, 128), (x, y, x + 32, y + 32))
-        photo.save(photos / f"{n:03d}.png")
+    # The check's own synthetic photos, named, so a developer's .gpu-data/photos is not read.
+    photos = gpu_check.synthetic_photos(tmp_path / "photos")
     done = subprocess.run(["make", "-s", "gpu-check", f"GPU_CHECK_PYTHON={sys.executable}",
                            f"GPU_CHECK_OUT={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "GPU_CHECK_DEVICE": "cpu", "GPU_CHECK_PHOTOS": str(photos)})
