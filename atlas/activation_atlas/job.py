@@ -168,7 +168,7 @@ def build_atlas(job: AtlasJob, layer: str, settings: Settings, device, class_ind
     work = list(dict.fromkeys(units.values()))
     plan = plans.make_plan(model, work, icon_settings, root)
     summary = render_plan(model, plan, icon_settings, root, device, on_batch=on_batch)
-    patches = _patches(job, layer, arrays, members, grids)
+    patches = _patches(job, chosen_vectors, arrays, members, grids)
     record = {
         "model": model.name, "fingerprint": model.fingerprint, "layer": layer, "class_index": class_index,
         "dataset": str(job.source.root), "images": int(meta.get("images", 0)), "skipped": int(meta.get("skipped", 0)),
@@ -194,10 +194,10 @@ def _cell_record(cell: grid.Cell, icon: str, patches: list) -> dict:
             "photos": patches}
 
 
-def _patches(job: AtlasJob, layer: str, arrays: dict, members: np.ndarray, grids) -> dict:
-    """A few photo patches per cell: its samples nearest the cell's mean, cut around the
-    sampled position and stored once by content."""
-    vectors = arrays["vectors"].astype(np.float32)[members]
+def _patches(job: AtlasJob, vectors: np.ndarray, arrays: dict, members: np.ndarray, grids) -> dict:
+    """A few photo patches per cell: its samples (`vectors`, the rows of `members`) nearest
+    the cell's mean, cut around the sampled position and stored once by content. Each
+    photo is decoded once and dropped when its patches are cut."""
     images, where = arrays["images"][members], arrays["where"][members]
     side = job.model.input_size
     wanted: dict[tuple, list[int]] = {}
@@ -206,23 +206,16 @@ def _patches(job: AtlasJob, layer: str, arrays: dict, members: np.ndarray, grids
             mine = vectors[cell.members]
             similarity = mine @ cell.mean / (np.linalg.norm(mine, axis=1) * np.linalg.norm(cell.mean) + 1e-9)
             wanted[(size, cell.row, cell.column)] = [int(cell.members[i]) for i in np.argsort(-similarity)[:SHOWN_PHOTOS]]
-    views: dict[int, np.ndarray] = {}
-    stored_patch: dict[int, list] = {}
-    found = {}
-    for key, samples in wanted.items():
-        shown = []
+    by_image: dict[int, list[int]] = {}
+    for sample in sorted({s for samples in wanted.values() for s in samples}):
+        by_image.setdefault(int(images[sample]), []).append(sample)
+    patch_of: dict[int, list] = {}
+    for image, samples in by_image.items():
+        pixels = job.source.load(image).pixels
         for sample in samples:
-            if sample not in stored_patch:
-                image = int(images[sample])
-                if image not in views:
-                    views[image] = job.source.load(image).pixels
-                y, x = grid_cells(where[sample][None], side, side)[0]
-                top, left = (int(np.clip(v - PATCH_SIDE // 2, 0, side - PATCH_SIDE)) for v in (y, x))
-                patch = Image.fromarray(views[image][top:top + PATCH_SIDE, left:left + PATCH_SIDE])
-                buffer = io.BytesIO()
-                patch.save(buffer, format="JPEG", quality=85)
-                stored_patch[sample] = [job.source.name(image), stored.store_crop(job.root, buffer.getvalue())]
-            shown.append(stored_patch[sample])
-        found[key] = shown
-    return found
-
+            y, x = grid_cells(where[sample][None], side, side)[0]
+            top, left = (int(np.clip(v - PATCH_SIDE // 2, 0, side - PATCH_SIDE)) for v in (y, x))
+            buffer = io.BytesIO()
+            Image.fromarray(pixels[top:top + PATCH_SIDE, left:left + PATCH_SIDE]).save(buffer, format="JPEG", quality=85)
+            patch_of[sample] = [job.source.name(image), stored.store_crop(job.root, buffer.getvalue())]
+    return {key: [patch_of[s] for s in samples] for key, samples in wanted.items()}
