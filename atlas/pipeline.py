@@ -20,7 +20,7 @@ from typing import Callable, ContextManager, Iterator, Protocol
 from . import build as builds, cache, distributed
 from . import device as devices
 from . import plan as plans
-from .activation_atlas.job import AtlasRequest
+from .activation_atlas.job import AtlasRequest, build_atlas
 from .dissection.job import DEFAULT_QUANTILE
 from .errors import AtlasError
 from .models import Model, load_model, to_device
@@ -285,8 +285,6 @@ def atlas_layers(model: Model, units: list, names: str | None) -> tuple[str, ...
 
 def render_atlases(model: Model, job, settings: Settings, device, reporter: Reporter) -> None:
     """Lay out, bin and render the icons of every atlas layer (and the class atlas)."""
-    from .activation_atlas.job import build_atlas
-
     wanted = [(layer, None) for layer in job.request.layers]
     if job.request.class_index is not None:
         wanted.append((job.request.layers[-1], job.request.class_index))
