@@ -18,7 +18,6 @@ from atlas.activation_atlas.job import AtlasRequest, chosen_photos, class_sample
 from atlas.models import load_model, normalize
 from atlas.optvis import objectives
 from atlas.optvis.hooks import activations
-from atlas.store import activation_atlas as stored
 
 NAMED = "tests.tinynet:tiny_vgg_named"
 

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from .views import LayerView, ModelView
 
 PATCH_DIR = "images/atlas"
-CLASS_LABELS = 1   # classes named on a cell of the coarsest grid
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Layout under the cache root::
 
     atlas/samples/<key>.npz    a layer's sampled vectors, attributions, photos and positions
-    atlas/layouts/<key>.npy    their 2-D layout (one per samples, method, class and seed)
+    atlas/layouts/<key>.npz    their 2-D layout (one per samples, method, class and seed)
     atlas/<key>.json           an atlas: its grids' cells, each naming its icon's cache entry
     atlas/crops/<sha>.jpg      the patches of photos whose samples fell in a cell
 
@@ -35,10 +35,14 @@ def key(**parts) -> str:
     return joblib.hash({**parts, "version": ATLAS_VERSION})
 
 
-def store_samples(root: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
-    atomic_write(Path(root) / FOLDER / "samples" / f"{name}.npz", buffer.getvalue())
+    np.savez(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
+
+
+def store_samples(root: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    _write_npz(Path(root) / FOLDER / "samples" / f"{name}.npz", meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_samples(root: Path, name: str) -> tuple[dict, dict[str, np.ndarray]] | None:
@@ -50,9 +54,7 @@ def load_samples(root: Path, name: str) -> tuple[dict, dict[str, np.ndarray]] | 
 
 
 def store_layout(root: Path, name: str, coords: np.ndarray, method: str) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, coords=coords.astype(np.float32), method=np.array(method))
-    atomic_write(Path(root) / FOLDER / "layouts" / f"{name}.npz", buffer.getvalue())
+    _write_npz(Path(root) / FOLDER / "layouts" / f"{name}.npz", coords=coords.astype(np.float32), method=np.array(method))
 
 
 def load_layout(root: Path, name: str) -> tuple[np.ndarray, str] | None:
@@ -72,13 +74,6 @@ def store_crop(root: Path, data: bytes) -> str:
 
 def store(root: Path, name: str, record: dict) -> None:
     atomic_write(Path(root) / FOLDER / f"{name}.json", json.dumps(record).encode())
-
-
-def load(root: Path, name: str) -> dict | None:
-    try:
-        return json.loads((Path(root) / FOLDER / f"{name}.json").read_bytes())
-    except (OSError, ValueError):
-        return None
 
 
 def _read(path: Path) -> dict:
