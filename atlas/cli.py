@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from . import kinds
-from .errors import AtlasError
-from .settings import PARAMS, PRECISIONS, RECIPE_HELP, RECIPES
+from .core import kinds
+from .core.errors import AtlasError
+from .core.settings import PARAMS, PRECISIONS, RECIPE_HELP, RECIPES
 
 DEFAULT_CACHE = Path(os.environ.get("ATLAS_CACHE") or
                      Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "atlas")
@@ -64,7 +64,7 @@ def _weights_option(f):
 @_weights_option
 def layers(model, weights):
     """Print the layer catalog of MODEL: name, type, layout, channels, and the default selection."""
-    from .models import load_model
+    from .model.loading import load_model
 
     loaded = load_model(model, weights)
     width = max([40] + [len(layer.name) + 1 for layer in loaded.layers])
@@ -223,8 +223,8 @@ def _budget(value: str) -> int:
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 def gc(cache_dir, min_age, dry_run):
     """Remove cache files no entry references: orphan images, stale temp files, unused crops."""
-    from .gc import collect
-    from .text import format_bytes
+    from .store.gc import collect
+    from .core.text import format_bytes
 
     if not (cache_dir / "entries").is_dir() and not (cache_dir / "examples").is_dir():
         raise AtlasError(f"no atlas cache at {cache_dir}")

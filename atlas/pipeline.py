@@ -17,20 +17,23 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, ContextManager, Iterator, Protocol
 
-from . import build as builds, cache, distributed
-from . import device as devices
-from . import plan as plans
+from .pictures import render as builds
+from .store import cache
+from .model import distributed
+from .model import device as devices
+from .plan import work as plans
 from .activation_atlas.job import AtlasRequest, build_atlas
 from .dissection.job import DEFAULT_QUANTILE
-from .errors import AtlasError
-from .models import Model, load_model, to_device
-from .photos import list_images
-from .presets import preset as preset_named
-from .selection import Selection, select_units
-from .settings import Settings
+from .core.errors import AtlasError
+from .model.classifier import Model, to_device
+from .model.loading import load_model
+from .data.photos import list_images
+from .plan.presets import preset as preset_named
+from .plan.selection import Selection, select_units
+from .core.settings import Settings
 from .site.write import publish as publish_site
 from .store.files import check_writable
-from .text import format_duration, plural
+from .core.text import format_duration, plural
 
 Advance = Callable[[int], None]
 
@@ -211,7 +214,7 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
 
     distributed.wait_for_all()
     if rank == 0 and plan.cached:
-        from . import labels
+        from .pictures import top_classes as labels
         older = labels.missing(request.cache_dir, [plan.keys[u] for u in plan.cached])
         if older:
             labels.backfill(model, older, request.cache_dir, target, settings.precision)
@@ -251,7 +254,7 @@ def dataset_side(model: Model, units: list, request: BuildRequest, settings: Set
                  shard: tuple[int, int], rank: tuple[int, int], reporter: Reporter):
     """Dataset examples and dissection of the rendered layers (`atlas.passes`). Examples come
     from rank 0 alone; the dissection splits its images over shards and ranks alike."""
-    from . import passes
+    from .data import passes
 
     (k, n), (r, world) = shard, rank
     layers = sorted({u.layer for u in units}, key=lambda name: model.layer(name).position)
@@ -300,7 +303,7 @@ def render_atlases(model: Model, job, settings: Settings, device, reporter: Repo
 
 def find_connections(model: Model, units: list, request: BuildRequest, device, reporter: Reporter) -> None:
     """Expanded weights between consecutive rendered layers (and the deepest conv to the classes)."""
-    from .connections import connect, rendered_pairs
+    from .circuits.connections import connect, rendered_pairs
 
     pairs = rendered_pairs(model, units)
     if pairs:
@@ -312,7 +315,7 @@ def find_connections(model: Model, units: list, request: BuildRequest, device, r
 def render_caricatures(model: Model, units: list, request: BuildRequest, settings: Settings, device,
                        reporter: Reporter) -> None:
     """Caricatures of a few photos at every rendered layer, one batch per photo."""
-    from .caricatures import caricature_layers, render_caricatures as render_all
+    from .caricatures.job import caricature_layers, render_caricatures as render_all
 
     layers = caricature_layers(model, units)
     if not layers:

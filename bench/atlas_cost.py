@@ -34,17 +34,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas import cache as entries  # noqa: E402
-from atlas import dataset  # noqa: E402
-from atlas import device as devices  # noqa: E402
-from atlas.activation_atlas import grid  # noqa: E402
-from atlas.activation_atlas.job import AtlasRequest, atlas_job, build_atlas  # noqa: E402
-from atlas.activation_atlas.sampling import attributions, grid_cells, positions  # noqa: E402
-from atlas.models import load_model, normalize, to_device  # noqa: E402
-from atlas.optvis.hooks import activations  # noqa: E402
-from atlas.optvis.render import render_batch  # noqa: E402
-from atlas.settings import DEFAULT_RECIPE, Settings  # noqa: E402
-from atlas.units import Unit  # noqa: E402
+from atlas.store import cache as entries
+from atlas.data import stream as dataset
+from atlas.model import device as devices
+from atlas.activation_atlas import grid
+from atlas.activation_atlas.job import AtlasRequest, atlas_job, build_atlas
+from atlas.activation_atlas.sampling import attributions, grid_cells, positions
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize, to_device
+from atlas.model.forward import activations
+from atlas.engine.render import render_batch
+from atlas.core.settings import DEFAULT_RECIPE, Settings
+from atlas.core.units import Unit
 
 LITE_LAYERS = "_blocks.4._project_conv,_blocks.10._project_conv,_conv_head"
 

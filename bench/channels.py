@@ -27,15 +27,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlas import device as devices
-from atlas.examples import preprocess
-from atlas.models import load_model, normalize, to_device
-from atlas.optvis import objectives
-from atlas.optvis.hooks import activations
-from atlas.optvis.render import render
-from atlas.plan import parse_unit
-from atlas.settings import DEFAULT_RECIPE, Settings
-from atlas.units import Unit
+from atlas.model import device as devices
+from atlas.examples.top import preprocess
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize, to_device
+from atlas.engine import objectives
+from atlas.model.forward import activations
+from atlas.engine.render import render
+from atlas.plan.work import parse_unit
+from atlas.core.settings import DEFAULT_RECIPE, Settings
+from atlas.core.units import Unit
 
 from contact_sheet import contact_sheet
 from examples import write_dataset

@@ -191,7 +191,7 @@ class Candidate:
 
 
 def candidates() -> dict[str, Candidate]:
-    from atlas.settings import RECIPES
+    from atlas.core.settings import RECIPES
 
     steady = RECIPES["steady"]
     return {
@@ -230,7 +230,7 @@ def candidates() -> dict[str, Candidate]:
 
 def chosen(recipes: list[str], names: list[str]) -> dict[str, Candidate]:
     """What a run renders, by name: named recipes, then candidates (their recipes registered under their names)."""
-    from atlas.settings import RECIPES
+    from atlas.core.settings import RECIPES
 
     table = candidates()
     tried = {name: Candidate(name) for name in recipes}
@@ -336,7 +336,7 @@ def photo_pass(model, folder: Path, layers: list[str], judge, device, precision:
     photos, and their names; from the cache under `cache_dir` when the folder is unchanged."""
     import joblib
 
-    from atlas import dataset
+    from atlas.data import stream as dataset
 
     source = dataset.image_folder(folder, model, "--photos")
     key = joblib.hash((source.fingerprint(), model.name, model.fingerprint, sorted(layers), precision, "v1"))
@@ -371,9 +371,9 @@ def load_photo_data(path: Path, layers: list[str]) -> dict:
 def render_all(model, units, candidate: Candidate, steps: int, size: int, seed: int, precision: str, device,
                batch_size: int | None = None, redirect_steps: int | None = None):
     """Images [U, copies, S, S, 3] uint8, final objectives [U], seconds of the whole render."""
-    from atlas.optvis.render import render
-    from atlas.settings import Settings
-    from atlas.units import Unit
+    from atlas.engine.render import render
+    from atlas.core.settings import Settings
+    from atlas.core.units import Unit
 
     jobs = [Unit(u.layer, u.index, candidate.objective, diversity=candidate.diversity) for u in units]
     settings = Settings(size=size, steps=steps, recipe=candidate.recipe, seed=seed,
@@ -576,9 +576,10 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from atlas import device as devices
-    from atlas.models import load_model, to_device
-    from atlas.units import Unit
+    from atlas.model import device as devices
+    from atlas.model.loading import load_model
+    from atlas.model.classifier import to_device
+    from atlas.core.units import Unit
 
     device = devices.resolve_device(args.device)
     precision = devices.resolve_precision("auto", device)
@@ -719,7 +720,7 @@ def main(argv=None) -> dict:
 
 def _describe(candidate: Candidate) -> dict:
     from dataclasses import asdict
-    from atlas.settings import RECIPES
+    from atlas.core.settings import RECIPES
 
     recipe = RECIPES[candidate.recipe] if isinstance(candidate.recipe, str) else candidate.recipe
     return {"recipe": candidate.recipe if isinstance(candidate.recipe, str) else None,

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 
-from atlas import connections
+from atlas.circuits import connections
 from atlas.store import circuits as stored_circuits
-from atlas.device import resolve_device
-from atlas.models import load_model, to_device
-from atlas.selection import Selection, select_units
+from atlas.model.device import resolve_device
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.plan.selection import Selection, select_units
 
 
 def main() -> None:

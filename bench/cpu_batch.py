@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import time
 
-from atlas import device as devices
-from atlas.models import load_model, to_device
-from atlas.optvis.render import render
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.engine.render import render
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 BATCHES = (2, 4, 8, 16)
 

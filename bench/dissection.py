@@ -31,12 +31,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas import dataset  # noqa: E402
-from atlas import device as devices  # noqa: E402
-from atlas.concepts import open_concepts  # noqa: E402
-from atlas.dissection.job import dissection_job  # noqa: E402
-from atlas.models import load_model, normalize, to_device  # noqa: E402
-from atlas.optvis.hooks import activations  # noqa: E402
+from atlas.data import stream as dataset
+from atlas.model import device as devices
+from atlas.data.concepts import open_concepts
+from atlas.dissection.job import dissection_job
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize, to_device
+from atlas.model.forward import activations
 
 LITE_LAYERS = ("_conv_stem,_blocks.0._project_conv,_blocks.2._project_conv,_blocks.4._project_conv,"
                "_blocks.7._project_conv,_blocks.10._project_conv,_blocks.14._project_conv,"

@@ -40,10 +40,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlas import device as devices
-from atlas.examples import find_examples
-from atlas.photos import list_images
-from atlas.models import load_model, to_device
+from atlas.model import device as devices
+from atlas.examples.top import find_examples
+from atlas.data.photos import list_images
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
 
 # Photographs (and photographic textures) that ship inside scikit-image: no download.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",

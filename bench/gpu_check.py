@@ -175,7 +175,7 @@ def _save(out: Path, report: dict) -> None:
 
 def _projection_steps(class_steps: int | None) -> list[str]:
     """--full-steps / --full-class-steps of the `full` preset (its channels' and classes' steps)."""
-    from atlas.presets import PRESETS
+    from atlas.plan.presets import PRESETS
 
     full = PRESETS["full"]
     steps = full["steps"]

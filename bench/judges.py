@@ -40,13 +40,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from atlas import device as devices
-from atlas.models import load_model, normalize, to_device
-from atlas.optvis.render import render
-from atlas.plan import parse_indices
-from atlas.reference import REFERENCE_CLASSES
-from atlas.settings import DEFAULT_RECIPE, PARAMS, PRECISIONS, RECIPES, Recipe, Settings
-from atlas.units import Unit
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize, to_device
+from atlas.engine.render import render
+from atlas.plan.work import parse_indices
+from atlas.core.reference import REFERENCE_CLASSES
+from atlas.core.settings import DEFAULT_RECIPE, PARAMS, PRECISIONS, RECIPES, Recipe, Settings
+from atlas.core.units import Unit
 
 JUDGES_DIR = Path(os.environ.get("ATLAS_JUDGES_DIR", Path(__file__).resolve().parents[2] / "shared" / "judges"))
 

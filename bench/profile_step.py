@@ -16,11 +16,12 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from atlas import device as devices
-from atlas.models import load_model, to_device
-from atlas.optvis.render import render_batch
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.engine.render import render_batch
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 
 def main():

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlas.device import resolve_device
-from atlas.models import load_model, normalize, to_device
-from atlas.optvis.render import render
-from atlas.reference import REFERENCE_CLASSES
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.model.device import resolve_device
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize, to_device
+from atlas.engine.render import render
+from atlas.core.reference import REFERENCE_CLASSES
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 
 def probabilities(model, images: np.ndarray, classes: list[int], device) -> np.ndarray:

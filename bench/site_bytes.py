@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from atlas import cache
+from atlas.store import cache
 from atlas.site import FULL, THUMB, ImageFormat, measure
 
 FULL_CANDIDATES = [ImageFormat("full", "PNG", 0)] + [
@@ -146,7 +146,7 @@ JUDGED = [
 def judge_formats(entries, judged=JUDGED) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from judges import logits   # the benchmark's own scoring: full frame resized to the judge's input
-    from atlas.models import load_model
+    from atlas.model.loading import load_model
 
     classes = [e for e in entries if e.unit.objective == "logit"]
     targets = torch.tensor([e.unit.index for e in classes])

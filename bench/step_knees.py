@@ -30,16 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas import device as devices  # noqa: E402
-from atlas.models import load_model, normalize, to_device  # noqa: E402
-from atlas.optvis import transforms  # noqa: E402
-from atlas.optvis.builders import build  # noqa: E402
-from atlas.optvis.context import Context  # noqa: E402
-from atlas.optvis.hooks import activations  # noqa: E402
-from atlas.optvis.render import render  # noqa: E402
-from atlas.plan import parse_unit  # noqa: E402
-from atlas.settings import Settings  # noqa: E402
-from atlas.units import Unit  # noqa: E402
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize, to_device
+from atlas.engine import transforms
+from atlas.engine.builders import build
+from atlas.engine.context import Context
+from atlas.model.forward import activations
+from atlas.engine.render import render
+from atlas.plan.work import parse_unit
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 # Two channels of each stage of EfficientNet-Lite0, from early textures to the head.
 CHANNELS = ("_blocks.1._project_conv:7", "_blocks.2._project_conv:5", "_blocks.4._project_conv:12",

@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from atlas import build as builds
-from atlas import device as devices
-from atlas.models import load_model, to_device
-from atlas.plan import make_plan
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.pictures import render as builds
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.plan.work import make_plan
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 
 def main():

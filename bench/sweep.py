@@ -25,11 +25,12 @@ import torchvision.models as tvm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas import device as devices  # noqa: E402
-from atlas.models import load_model, to_device  # noqa: E402
-from atlas.optvis.render import render_batch  # noqa: E402
-from atlas.settings import Settings  # noqa: E402
-from atlas.units import Unit  # noqa: E402
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.engine.render import render_batch
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 
 def sweep_one(name: str, settings: Settings, device: torch.device) -> dict:

@@ -32,14 +32,15 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from atlas import build as builds
-from atlas import device as devices
-from atlas.models import load_model, to_device
-from atlas.optvis import objectives, param, transforms
-from atlas.optvis.hooks import activations
-from atlas.optvis.render import render_batch
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.pictures import render as builds
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.engine import objectives, param, transforms
+from atlas.model.forward import activations
+from atlas.engine.render import render_batch
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 
 def timed(function, device) -> float:

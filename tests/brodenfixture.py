@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from atlas.spec import ModelSpec
+from atlas.model.spec import ModelSpec
 
 SIDE = 32
 LABELS = [(1, "red square", "object"), (2, "blue square", "object"), (3, "red", "color"), (4, "blue", "color"),

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from atlas.models import load_model
+from atlas.model.loading import load_model
 
 torch.set_num_threads(2)
 

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from atlas import cache
+from atlas.store import cache
 from atlas.store import circuits as stored_circuits, photos as stored_photos
-from atlas.settings import RECIPE_VERSION, Settings
-from atlas.units import Unit
+from atlas.core.settings import RECIPE_VERSION, Settings
+from atlas.core.units import Unit
 
 HOSTILE = "<script>alert(1)</script>\"'&amp; ü漢"
 HOSTILE_LAYER = "features.evil" + HOSTILE
@@ -245,7 +245,7 @@ def make_full_vgg16(root: Path, size: int = 64, steps: int = 512, negative: bool
     through `cache.store`, which flushes every file: 10,000 flushes would dominate the
     test. Images come from a pool of `pool` noisy gradients. Returns the entries written.
     """
-    from atlas.record import EntryMeta
+    from atlas.core.entry import EntryMeta
 
     root = Path(root)
     card = _card("vgg16", "f0f1f2f3f4f5f6f7", VGG16_CONV)

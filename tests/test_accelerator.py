@@ -31,13 +31,14 @@ import pytest
 import torch
 from PIL import Image
 
-from atlas import cache
-from atlas import device as devices
-from atlas.models import load_model, to_device
-from atlas.optvis import render as render_module
-from atlas.optvis.render import render, render_batch
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.store import cache
+from atlas.model import device as devices
+from atlas.model.loading import load_model
+from atlas.model.classifier import to_device
+from atlas.engine import render as render_module
+from atlas.engine.render import render, render_batch
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tinynet:tiny_vgg"
@@ -202,7 +203,7 @@ def test_cuda_graph_replay_renders_what_eager_steps_do(model, monkeypatch):
     the images of eager steps, within the stated tolerance, and capture does not fall back."""
     import warnings
 
-    from atlas.optvis.loop import GraphFallbackWarning
+    from atlas.engine.loop import GraphFallbackWarning
 
     precision = "bf16" if devices.supports_bf16(DEVICE) else "fp32"
     settings = SETTINGS.replace(precision=precision)

@@ -15,9 +15,11 @@ from torch import nn
 
 from atlas.activation_atlas import grid, sampling
 from atlas.activation_atlas.job import AtlasRequest, chosen_photos, class_samples
-from atlas.models import load_model, normalize
-from atlas.optvis import objectives
-from atlas.optvis.hooks import activations
+from atlas.model.loading import load_model
+from atlas.model.classifier import normalize
+from atlas.engine import objectives
+from atlas.model.forward import activations
+from tinynet import shown_at
 
 NAMED = "tests.tinynet:tiny_vgg_named"
 
@@ -90,8 +92,8 @@ def test_a_model_that_reshapes_by_batch_size_is_attributed_from_the_input(tiny):
             batch = x.shape[0]                       # as EfficientNet-Lite's head does
             return self.head(torch.relu(self.conv(x)).reshape(batch, -1))
 
-    from atlas.models import from_module
-    from atlas.spec import ModelSpec
+    from atlas.model.loading import from_module
+    from atlas.model.spec import ModelSpec
     model = from_module(Reshaping(), "reshaping", spec=ModelSpec(crop_size=8, resize_size=8))
     x = torch.rand(2, 3, 8, 8)
     cells = torch.tensor([[[1, 1], [5, 6]], [[0, 7], [3, 3]]])
@@ -236,10 +238,10 @@ def test_too_few_samples_for_umap_fall_back_to_pca_and_say_so():
 def test_sampling_under_bf16_autocast_attributes_in_fp32(tiny, tmp_path):
     """Forward-mode tangents and autocast's casts disagree on dtypes, so the attributions run
     in fp32 whatever the pass's precision: the same numbers either way."""
-    from atlas import dataset
+    from atlas.data import stream as dataset
     from atlas.activation_atlas.sampling import AtlasSampler
 
-    small = tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    small = shown_at(tiny, 32)
     source = dataset.image_folder(photo_folder(tmp_path / "photos", 6), small)
     found = {}
     for precision in ("fp32", "bf16"):

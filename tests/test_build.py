@@ -5,17 +5,17 @@ import dataclasses
 import numpy as np
 import pytest
 
-import atlas.build as build_module
-import atlas.optvis.render as render_module
-from atlas import cache
-from atlas.build import render_plan
-from atlas.optvis.render import Rendered
-from atlas.selection import Selection, select_units
-from atlas.errors import AtlasError
-from atlas.batches import batches
-from atlas.plan import make_plan, parse_indices, parse_shard, parse_unit, shard
-from atlas.settings import RECIPES, Settings
-from atlas.units import Unit
+import atlas.pictures.render as build_module
+import atlas.engine.render as render_module
+from atlas.store import cache
+from atlas.pictures.render import render_plan
+from atlas.engine.render import Rendered
+from atlas.plan.selection import Selection, select_units
+from atlas.core.errors import AtlasError
+from atlas.core.batches import batches
+from atlas.plan.work import make_plan, parse_indices, parse_shard, parse_unit, shard
+from atlas.core.settings import RECIPES, Settings
+from atlas.core.units import Unit
 
 FAST = Settings(size=32, steps=4, precision="fp32")
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from atlas import caricatures
-from atlas.photos import as_tensor
+from atlas.caricatures import job as caricatures
+from atlas.data.photos import as_tensor
 from atlas.store import photos as stored_photos
-from atlas.build import render_plan
-from atlas.models import normalize
-from atlas.optvis.hooks import activations
-from atlas.optvis.render import render_batch
-from atlas.batches import batches
-from atlas.plan import make_plan
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.pictures.render import render_plan
+from atlas.model.classifier import normalize
+from atlas.model.forward import activations
+from atlas.engine.render import render_batch
+from atlas.core.batches import batches
+from atlas.plan.work import make_plan
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 SETTINGS = Settings(size=40, steps=60, precision="fp32", recipe="lucid")
 

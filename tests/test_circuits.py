@@ -6,10 +6,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from atlas import circuits, connections
+from atlas.circuits import weights as circuits, connections
 from atlas.store import circuits as stored_circuits
-from atlas.models import from_module
-from atlas.units import Unit
+from atlas.model.loading import from_module
+from atlas.core.units import Unit
 
 
 class Direct(nn.Module):

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from atlas.cli import main
-from atlas.settings import Settings
+from atlas.core.settings import Settings
 from tests.tinynet import tiny_vgg
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,11 +29,12 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from atlas.models import catalog, load_model, prepare, torchvision_module
-from atlas.optvis.render import render_batch
-from atlas.settings import Settings
-from atlas.spec import torchvision_spec
-from atlas.units import Unit
+from atlas.model.catalog import catalog, prepare
+from atlas.model.loading import load_model, torchvision_module
+from atlas.engine.render import render_batch
+from atlas.core.settings import Settings
+from atlas.model.spec import torchvision_spec
+from atlas.core.units import Unit
 
 WHOLE_PARAMS = 30e6
 WHOLE_GFLOPS = 6.0

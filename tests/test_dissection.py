@@ -13,17 +13,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from atlas import dataset, photos
-from atlas.concepts import open_concepts
-from atlas.concepts.broden import Broden
-from atlas.concepts.colors import NAMES, color_names
+from atlas.data import stream as dataset, photos
+from atlas.data.concepts import open_concepts
+from atlas.data.concepts.broden import Broden
+from atlas.data.concepts.colors import NAMES, color_names
 from atlas.dissection import sketch
 from atlas.dissection.counts import IoUCounter, QuantileCounter
 from atlas.dissection.job import dissection_job
-from atlas.errors import AtlasError
-from atlas.models import load_model
+from atlas.core.errors import AtlasError
+from atlas.model.loading import load_model
 from atlas.store import dissection as stored
 from brodenfixture import LABELS, make_broden
+from tinynet import shown_at
 
 PLANTED = "tests.brodenfixture:planted"
 
@@ -102,8 +103,8 @@ def brute_force(model, source, layer: str, thresholds: np.ndarray, side: int):
     for index in range(len(source)):
         item = source.load(index)
         x = torch.from_numpy(np.array(item.pixels)).permute(2, 0, 1)[None].float() / 255
-        from atlas.models import normalize
-        from atlas.optvis.hooks import activations
+        from atlas.model.classifier import normalize
+        from atlas.model.forward import activations
         with torch.no_grad():
             maps = activations(model, normalize(model, x), {layer})[layer]
         values.append(maps.transpose(0, 1).reshape(maps.shape[1], -1))
@@ -126,7 +127,7 @@ def brute_force(model, source, layer: str, thresholds: np.ndarray, side: int):
 
 def test_iou_and_thresholds_match_a_brute_force_reference(broden, tiny, tmp_path):
     source = Broden.open(broden, size=32, mask_size=16)
-    small = tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    small = shown_at(tiny, 32)
     for layer in ("features.2",):
         job = dissection_job(small, [layer], source, tmp_path, 0.05)
         sketches = job.quantile_consumer("cpu")
@@ -336,7 +337,7 @@ def test_build_dissects_its_layers_and_the_site_shows_concepts(broden, tmp_path)
 
 
 def test_reads_share_a_pass_only_for_the_same_photos_and_shard(tmp_path):
-    from atlas.passes import Ride, reads
+    from atlas.data.passes import Ride, reads
 
     class Folder:
         def __init__(self, paths, size=32, resize=36):

@@ -7,13 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from atlas.errors import AtlasError
-from atlas.models import from_module, load_model
-from atlas.optvis import objectives, param, transforms
-from atlas.optvis.hooks import activations, redirected_relu_grad, redirected_relus
-from atlas.optvis.render import render, render_batch
-from atlas.settings import PARAMS, RECIPES, Recipe, Settings
-from atlas.units import Unit
+from atlas.core.errors import AtlasError
+from atlas.model.loading import from_module, load_model
+from atlas.engine import objectives, param, transforms
+from atlas.model.forward import activations
+from atlas.engine.relus import redirected_relu_grad, redirected_relus
+from atlas.engine.render import render, render_batch
+from atlas.core.settings import PARAMS, RECIPES, Recipe, Settings
+from atlas.core.units import Unit
 from tests.tinynet import TinyVGG
 
 FAST = Settings(size=32, steps=12, precision="fp32")

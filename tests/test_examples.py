@@ -5,11 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-import atlas.dataset as dataset
-import atlas.examples as examples
-from atlas.examples import find_examples, preprocess
-from atlas.optvis.hooks import activations
-from atlas.photos import list_images
+import atlas.data.stream as dataset
+import atlas.examples.top as examples
+from atlas.examples.top import find_examples, preprocess
+from atlas.model.forward import activations
+from atlas.data.photos import list_images
+from tinynet import shown_at
 
 
 def _write_images(folder, count, seed=0):
@@ -27,7 +28,7 @@ def _write_images(folder, count, seed=0):
 @pytest.fixture
 def small(tiny):
     # Examples are judged at the model's input size: keep it small for the test.
-    return tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    return shown_at(tiny, 32)
 
 
 def test_top_k_matches_brute_force(small, cpu, tmp_path):
@@ -76,7 +77,7 @@ def test_results_are_cached_and_invalidated_by_new_images(small, cpu, tmp_path, 
 
 
 def test_bad_examples_folder_is_a_clear_error(small, cpu, tmp_path):
-    from atlas.errors import AtlasError
+    from atlas.core.errors import AtlasError
 
     with pytest.raises(AtlasError, match="not a folder"):
         find_examples(small, ["features.5"], tmp_path / "nope", tmp_path, cpu)

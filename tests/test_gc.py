@@ -19,11 +19,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from atlas import cache
+from atlas.store import cache
 from atlas.cli import main
-from atlas.gc import collect
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.store.gc import collect
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
+from tinynet import shown_at
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tinynet:tiny_vgg"
@@ -34,7 +35,7 @@ HOURS = 3600
 # N+1 (the entry's images are already on disk) the process kills or stops itself.
 INTERRUPTED_BUILD = """
 import os, signal, sys
-from atlas import cache
+from atlas.store import cache
 mode, after = sys.argv[1], int(sys.argv[2])
 real, written = cache.atomic_write, [0]
 def atomic_write(path, data):
@@ -156,9 +157,9 @@ def test_gc_after_a_killed_build_spares_live_entries_and_a_concurrent_build(tmp_
 def test_example_crops_are_stored_once_and_gc_keeps_the_named_ones(tiny, cpu, tmp_path):
     from PIL import Image
 
-    from atlas.examples import find_examples
+    from atlas.examples.top import find_examples
 
-    small = tiny.__class__(**{**tiny.__dict__, "input_size": 32})
+    small = shown_at(tiny, 32)
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)

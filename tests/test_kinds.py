@@ -7,14 +7,15 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from atlas import cache, kinds
-from atlas.errors import AtlasError
-from atlas.optvis.hooks import activations
-from atlas.optvis.render import render_batch
-from atlas.record import EntryMeta
-from atlas.selection import Selection, select_units
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.store import cache
+from atlas.core import kinds
+from atlas.core.errors import AtlasError
+from atlas.model.forward import activations
+from atlas.engine.render import render_batch
+from atlas.core.entry import EntryMeta
+from atlas.plan.selection import Selection, select_units
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 FAST = Settings(size=32, steps=12, precision="fp32")
 
@@ -68,7 +69,7 @@ def test_direction_objective_rises_and_a_one_hot_direction_is_the_channel(tiny, 
     (result,) = render_batch(tiny, [direction], FAST.replace(steps=30), cpu)
     assert np.mean(result.curve[-5:]) > np.mean(result.curve[:5])
     image = torch.from_numpy(result.images[0]).permute(2, 0, 1)[None].float() / 255
-    from atlas.models import normalize
+    from atlas.model.classifier import normalize
     acts = activations(tiny, normalize(tiny, image), {"features.5"})["features.5"]
     assert acts[0, 3].mean().item() == pytest.approx(result.final_objective, rel=0.05, abs=0.05)
 
@@ -94,10 +95,10 @@ def test_top5_labels_are_computed_stored_and_read_back(tiny, cpu, tmp_path):
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
     # The labels are the model's own softmax on the final image.
     image = torch.from_numpy(result.images[0]).permute(2, 0, 1)[None].float() / 255
-    from atlas.models import normalize
+    from atlas.model.classifier import normalize
     logits = activations(tiny, normalize(tiny, image), {tiny.output_layer})[tiny.output_layer]
     assert result.labels[0][0] == int(logits.argmax())
-    from atlas.build import entry_meta
+    from atlas.pictures.render import entry_meta
     meta = entry_meta(tiny, result, FAST, "cpu")
     assert EntryMeta.from_dict(meta).labels == result.labels
     assert EntryMeta.from_dict({**meta, "labels": [[1, "x"], "junk", [2, 0.5]]}).labels == ((2, 0.5),)

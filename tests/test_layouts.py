@@ -10,15 +10,16 @@ import pytest
 import torch
 from torch import nn
 
-from atlas import layouts
-from atlas.errors import AtlasError
-from atlas.models import from_module, load_model, normalize
-from atlas.optvis import objectives
-from atlas.optvis.hooks import activations
-from atlas.optvis.render import diversity_layer, render_batch
-from atlas.settings import Settings
-from atlas.spec import FREE, InputRule, ModelSpec, model_input
-from atlas.units import Unit
+from atlas.core import layouts
+from atlas.core.errors import AtlasError
+from atlas.model.loading import from_module, load_model
+from atlas.model.classifier import normalize
+from atlas.engine import objectives
+from atlas.model.forward import activations
+from atlas.engine.render import diversity_layer, render_batch
+from atlas.core.settings import Settings
+from atlas.model.spec import FREE, InputRule, ModelSpec, model_input
+from atlas.core.units import Unit
 from tests.tinytransformers import TINY_VIT_SIZE
 
 FAST = Settings(size=32, steps=3, precision="fp32")
@@ -220,7 +221,7 @@ def test_layers_command_shows_layouts_and_why_the_defaults():
 def test_dataset_examples_on_token_layers(vit, cpu, tmp_path):
     from PIL import Image
 
-    from atlas.examples import find_examples
+    from atlas.examples.top import find_examples
 
     rng = np.random.default_rng(0)
     (tmp_path / "data").mkdir()

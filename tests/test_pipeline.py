@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from atlas import build as builds, cache
-from atlas import device as devices
-from atlas.errors import AtlasError
-from atlas.optvis import render as render_module
-from atlas.optvis.render import render, render_batch
+from atlas.pictures import render as builds
+from atlas.store import cache
+from atlas.model import device as devices
+from atlas.core.errors import AtlasError
+from atlas.engine import render as render_module
+from atlas.engine.render import render, render_batch
 from atlas.pipeline import BuildRequest, run_build, selection_of, settings_of
-from atlas.plan import make_plan
-from atlas.settings import DEFAULT_RECIPE, Settings
-from atlas.units import Unit
-from atlas.writer import BackgroundWriter
+from atlas.plan.work import make_plan
+from atlas.core.settings import DEFAULT_RECIPE, Settings
+from atlas.core.units import Unit
+from atlas.core.background import BackgroundWriter
 
 FAST = Settings(size=32, steps=4, precision="fp32")
 TINY = "tests.tinynet:tiny_vgg"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from atlas.optvis import transforms
-from atlas.optvis.render import learning_rates, render_batch
-from atlas.settings import RECIPES, Settings
-from atlas.units import Unit
+from atlas.engine import transforms
+from atlas.engine.render import learning_rates, render_batch
+from atlas.core.settings import RECIPES, Settings
+from atlas.core.units import Unit
 
 VIEWS = RECIPES["views"]
 
@@ -109,7 +109,7 @@ def test_every_knob_renders_reproducibly_alone_and_in_a_batch(tiny, cpu, knobs, 
 
 
 def test_smoothness_charges_for_pixel_to_pixel_variation(tiny, cpu, monkeypatch):
-    from atlas.optvis.objectives import total_variation
+    from atlas.engine.objectives import total_variation
 
     flat, noisy = torch.full((1, 3, 16, 16), 0.5), torch.rand(1, 3, 16, 16)
     assert total_variation(flat).item() == 0 and total_variation(noisy).item() > 0.3
@@ -141,7 +141,7 @@ PINNED_KEYS = {
 
 @pytest.mark.parametrize("recipe,objective", sorted(PINNED_KEYS))
 def test_cache_keys_of_every_recipe_stay_where_they_were(recipe, objective):
-    from atlas.cache import entry_key
+    from atlas.store.cache import entry_key
 
     settings = Settings(size=32, steps=4, precision="fp32", recipe=recipe)
     unit = Unit("features.5", 3) if objective == "channel" else Unit("classifier.6", 3, "logit")
@@ -149,7 +149,7 @@ def test_cache_keys_of_every_recipe_stay_where_they_were(recipe, objective):
 
 
 def test_a_recipe_knob_that_is_set_moves_the_key(monkeypatch):
-    from atlas.cache import entry_key
+    from atlas.store.cache import entry_key
 
     settings = Settings(size=32, steps=4, precision="fp32", recipe="views")
     unit = Unit("features.5", 3)
@@ -189,7 +189,7 @@ def test_settle_is_zoom_with_class_units_at_a_smaller_step(tiny, cpu, monkeypatc
     for unit, twin in ((logit, "test-flat"), (channel, "steady")):
         (a,), (b,) = render_batch(tiny, [unit], settings, cpu), render_batch(tiny, [unit], settings.replace(recipe=twin), cpu)
         assert np.array_equal(a.images[0], b.images[0])
-    from atlas.cache import entry_key  # its class images never come from zoom's entries
+    from atlas.store.cache import entry_key
     assert entry_key("m", "fp", logit, settings) != entry_key("m", "fp", logit, settings.replace(recipe="zoom"))
 
 
@@ -219,7 +219,7 @@ def test_class_views_share_the_number_of_views(monkeypatch):
 
 
 def test_optimizers_are_named_by_the_recipe():
-    from atlas.settings import OPTIMIZERS
+    from atlas.core.settings import OPTIMIZERS
 
     assert all(issubclass(getattr(torch.optim, name), torch.optim.Optimizer) for name in OPTIMIZERS.values())
     with pytest.raises(ValueError, match="unknown optimizer"):
@@ -235,7 +235,7 @@ def test_class_units_may_take_their_own_step_size_in_the_recipes_ratio(monkeypat
     named = settings.replace(lr=0.06)  # a named step size scales both kinds
     assert named.lr_for(channel) == 0.06 and named.lr_for(logit) == pytest.approx(0.04)
     # the class units' step size is in their key, so a new ratio never serves old images
-    from atlas.cache import entry_key
+    from atlas.store.cache import entry_key
     monkeypatch.setitem(RECIPES, "test-two-steps-b", replace(RECIPES["test-two-steps"], classes=replace(VIEWS, lr=0.025)))
     other = settings.replace(recipe="test-two-steps-b")
     assert entry_key("m", "fp", logit, settings) != entry_key("m", "fp", logit, other)
@@ -250,5 +250,5 @@ def test_a_class_unit_renders_at_its_own_step_size(tiny, cpu, monkeypatch):
     (a,), (b,), (c,) = (render_batch(tiny, [logit], settings.replace(recipe=r), cpu)
                         for r in ("test-slow-classes", "test-slow", "views"))
     assert np.array_equal(a.images[0], b.images[0]) and not np.array_equal(a.images[0], c.images[0])
-    from atlas.build import entry_meta  # and its page says so
+    from atlas.pictures.render import entry_meta
     assert entry_meta(tiny, a, settings.replace(recipe="test-slow-classes"), "cpu")["settings"]["lr"] == 0.02

@@ -25,13 +25,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from atlas import cache
+from atlas.store import cache
 from atlas.store import files
-from atlas.build import render_plan
+from atlas.pictures.render import render_plan
 from atlas.cli import main
-from atlas.plan import make_plan
-from atlas.settings import Settings
-from atlas.units import Unit
+from atlas.plan.work import make_plan
+from atlas.core.settings import Settings
+from atlas.core.units import Unit
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tinynet:tiny_vgg"
@@ -224,7 +224,7 @@ def test_a_batch_cut_short_while_storing_resumes_to_the_same_bytes(tiny, cpu, tm
     for unit in lost:
         cache._entry_dir(cut, plan.keys[unit]).joinpath(f"{plan.keys[unit]}.json").unlink()
 
-    import atlas.optvis.render as render_module
+    import atlas.engine.render as render_module
     ran, real = [], render_module.render_batch
     monkeypatch.setattr(render_module, "render_batch", lambda model, batch, *a, **k: ran.append(list(batch)) or real(model, batch, *a, **k))
     resumed = make_plan(tiny, units, settings, cut)

@@ -15,9 +15,9 @@ from urllib.parse import unquote, urlsplit
 import pytest
 from PIL import Image
 
-from atlas import cache
-from atlas.errors import AtlasError
-from atlas.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label
+from atlas.store import cache
+from atlas.core.errors import AtlasError
+from atlas.core.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label
 from atlas.store.examples import UnreadableExamplesWarning, scan as scan_examples
 from atlas.site import compare_to_examples, curve_plot, make_server, safe_name, write_site
 from sitefixture import DEAD_CHANNEL, EXAMPLES_DATASET, HOSTILE_LAYER, add_examples, make_cache
@@ -473,8 +473,8 @@ def test_published_images_are_web_formats_and_only_main_renders_get_thumbnails(b
 
 
 def test_entry_metadata_from_older_versions_still_reads():
-    from atlas.record import EntryMeta
-    from atlas.units import Unit
+    from atlas.core.entry import EntryMeta
+    from atlas.core.units import Unit
 
     old = EntryMeta.from_dict({"unit": {"layer": "features.0", "index": 3}, "status": "ok",
                                "final_objective": "nan", "seconds": "2.5", "curve": [1, None, "x", 3]})

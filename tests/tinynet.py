@@ -35,6 +35,16 @@ NAMED_CLASSES = ("red thing", "green thing", "blue thing", "grey thing", "dark t
 
 def tiny_vgg_named():
     """TinyVGG with class names and a 32 px evaluation view, for pages that name classes."""
-    from atlas.spec import ModelSpec
+    from atlas.model.spec import ModelSpec
 
     return TinyVGG(), ModelSpec(crop_size=32, resize_size=36, class_names=NAMED_CLASSES)
+
+
+def shown_at(model, side: int):
+    """`model` with natural images shown to it at `side` px (its evaluation crop), the
+    resize keeping the model's own ratio: dataset passes over small photos stay fast."""
+    import dataclasses
+
+    spec = model.spec
+    return dataclasses.replace(model, spec=dataclasses.replace(
+        spec, crop_size=side, resize_size=round(side * spec.resize_size / spec.crop_size)))

@@ -5,7 +5,7 @@ paths of vit_b_16 and swin_t at a fraction of the cost), loadable by import path
 
 from torchvision.models import SwinTransformer, VisionTransformer
 
-from atlas.spec import InputRule, ModelSpec
+from atlas.model.spec import InputRule, ModelSpec
 
 TINY_VIT_SIZE = 32
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import AtlasError
+from ..core.errors import AtlasError
 
 LAYOUTS = ("umap", "pca")
 MARGIN = 0.1

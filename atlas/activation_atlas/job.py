@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import plan as plans
-from ..build import Summary, render_plan
-from ..errors import AtlasError
-from ..models import Model
-from ..settings import Settings
+from ..plan import work as plans
+from ..pictures.render import Summary, render_plan
+from ..core.errors import AtlasError
+from ..model.classifier import Model
+from ..core.settings import Settings
 from ..store import activation_atlas as stored
-from ..units import Unit
+from ..core.units import Unit
 from . import grid
 from .sampling import AtlasSampler, grid_cells
 

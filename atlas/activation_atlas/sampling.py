@@ -26,7 +26,8 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import Model
+from ..model.classifier import Model
+from ..model.hooks import hooks
 
 
 def positions(index: int, per_image: int, seed: int) -> np.ndarray:
@@ -55,13 +56,8 @@ def relaxed_max_pooling(module: nn.Module):
             relaxed = F.adaptive_avg_pool2d(tangent, m.output_size)
         return fwAD.make_dual(primal, relaxed)
 
-    handles = [m.register_forward_hook(hook) for m in module.modules()
-               if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d))]
-    try:
+    with hooks((m, hook) for m in module.modules() if isinstance(m, (nn.MaxPool2d, nn.AdaptiveMaxPool2d))):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor,
@@ -94,14 +90,11 @@ def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor,
     x = x.float()
 
     def run(per_row_input: bool) -> torch.Tensor:
-        handle = module.register_forward_hook(lambda m, i, out: tangents(out, per_row_input))
-        try:
-            with fwAD.dual_level(), torch.no_grad(), relaxed_max_pooling(model.module):
-                out = model.module(x.repeat_interleave(k, 0) if per_row_input else x)
-                out = out if isinstance(out, torch.Tensor) else out.logits
-                return fwAD.unpack_dual(out).tangent
-        finally:
-            handle.remove()
+        with hooks([(module, lambda m, i, out: tangents(out, per_row_input))]), fwAD.dual_level(), \
+                torch.no_grad(), relaxed_max_pooling(model.module):
+            out = model.module(x.repeat_interleave(k, 0) if per_row_input else x)
+            out = out if isinstance(out, torch.Tensor) else out.logits
+            return fwAD.unpack_dual(out).tangent
 
     try:
         attributed = run(per_row_input=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..dataset import Batch
+from ..data.stream import Batch
 from . import sketch
 
 # Active maps resampled at once: [CHUNK, P] floats bound the memory of a batch's regions.

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..concepts.labels import Concepts
-from ..dataset import PassReport
-from ..models import Model
+from ..data.concepts.vocabulary import Concepts
+from ..data.stream import PassReport
+from ..model.classifier import Model
 from ..store import dissection as stored
 from ..store.dissection import LayerDissection, Setup
 from . import sketch

@@ -24,7 +24,7 @@ from .size import DEFAULT_BUDGET, SiteSize, measure
 from .templates import template_dir, template_env
 from .views import ExampleSet, ExampleView, LayerView, ModelView, Render, UnitView
 from .write import write_site
-from ..text import format_duration, safe_name
+from ..core.text import format_duration, safe_name
 
 __all__ = [
     "DEFAULT_BUDGET", "ExampleSet", "ExampleView", "FULL", "ImageFormat", "LayerView", "MARKER", "ModelView",

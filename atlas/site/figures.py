@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from typing import Iterable, Mapping
 
-from ..record import number
+from ..core.entry import number
 
 CURVE_W, CURVE_H, CURVE_POINTS = 360, 120, 240
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from ..store.files import is_temp
-from ..errors import AtlasError
+from ..core.errors import AtlasError
 
 MARKER = ".atlas-site"  # proves a folder is ours before we delete stale pages from it
 TEMP_GRACE_SECONDS = 600  # a temp file younger than this may belong to a writer still running

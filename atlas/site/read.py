@@ -11,15 +11,15 @@ import posixpath
 import warnings
 from pathlib import Path
 
-from .. import cache
-from ..errors import AtlasError
-from ..kinds import Page
-from ..record import EntryMeta, number
-from ..text import safe_name
-from ..units import OBJECTIVES
-from .atlas import attach as attach_atlases
-from .concepts import attach as attach_concepts
-from .connections import attach as attach_connections
+from ..store import cache
+from ..core.errors import AtlasError
+from ..core.kinds import Page
+from ..core.entry import EntryMeta, number
+from ..core.text import safe_name
+from ..core.units import OBJECTIVES
+from .activation_atlas import attach as attach_atlases
+from .dissection import attach as attach_concepts
+from .circuits import attach as attach_connections
 from .figures import curve_plot
 from .publish import FULL, THUMB, EXAMPLE_DIR
 from .views import ExampleSet, ExampleView, LayerView, ModelView, PhotoView, Render, UnitView

@@ -6,7 +6,7 @@ import functools
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from ..errors import AtlasError
+from ..core.errors import AtlasError
 
 
 class _Handler(SimpleHTTPRequestHandler):

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..text import format_bytes
+from ..core.text import format_bytes
 
 DEFAULT_BUDGET = 1_000_000_000   # GitHub Pages: "published sites may be no larger than 1 GB"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import jinja2
 
-from ..text import format_bytes, format_duration
-from .concepts import bar_width, iou_text
+from ..core.text import format_bytes, format_duration
+from .dissection import bar_width, iou_text
 from .publish import THUMB
 
 

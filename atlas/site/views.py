@@ -9,9 +9,9 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..text import safe_name
-from ..record import EntryMeta
-from ..units import Unit
+from ..core.text import safe_name
+from ..core.entry import EntryMeta
+from ..core.units import Unit
 from .figures import common_settings, compare_to_examples
 
 

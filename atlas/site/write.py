@@ -28,11 +28,11 @@ import posixpath
 from pathlib import Path
 from urllib.parse import quote
 
-from .. import cache
-from ..errors import AtlasError
+from ..store import cache
+from ..core.errors import AtlasError
 from ..store import activation_atlas as stored_atlas, circuits as stored_circuits, dissection as stored_dissection
 from ..store import examples as stored_examples, photos as stored_photos
-from .concepts import concept_index, summary as concept_summary
+from .dissection import concept_index, summary as concept_summary
 from .folder import claim, remove_stale, write_if_changed
 from .pages import class_index, results_tables
 from .publish import publish_images

@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
-from ..errors import AtlasError
+from ..core.errors import AtlasError
 
 T = TypeVar("T")
 # What a torn, foreign or half-written record raises when read.

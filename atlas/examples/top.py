@@ -1,0 +1,189 @@
+"""Dataset examples: the natural images that excite each unit most.
+
+A consumer of the shared dataset pass (`atlas.dataset`) keeps, for every channel
+of the chosen layers, the top-k images by the same objective the visualization
+maximizes (a channel's mean activation, a class logit), with the position of
+the channel's strongest response; a crop of its receptive field there is
+stored at the end. Memory stays bounded: a running top-k per layer, never all
+activations. Unreadable images are skipped and counted.
+
+Results are cached per layer under `<cache>/examples/`, keyed by the dataset
+(file names, sizes, mtimes), the model and its weights, and the settings:
+adding an image invalidates them, running again does not recompute. Crops are
+stored once each under `<cache>/examples/crops/`, named by their content: many
+channels (and layers) share the same image and box, and store it only once.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import stream as dataset, photos
+from ..model.classifier import Model, normalize
+from ..model.forward import activations
+from ..store import examples as stored
+from ..store.examples import Example, LayerExamples
+
+MIN_CROP = 32    # px: the smallest receptive field still worth looking at
+CROP_SIDE = 112  # px of the stored crops (JPEG)
+
+
+def preprocess(path: Path, model: Model) -> torch.Tensor | None:
+    """The model's evaluation view of the image at `path`, [3, S, S] in [0, 1]; None when unreadable."""
+    try:
+        return photos.as_tensor(photos.model_view(path, *dataset.view_side(model)))
+    except photos.UnreadableImage:
+        return None
+
+
+def receptive_field(model: Model, layer: str, size: int, device: torch.device) -> int:
+    """Side in pixels of the input region that reaches the centre unit of `layer`.
+
+    Measured, not derived: backpropagate from the centre position and see how
+    far a non-zero gradient spreads (architectures differ too much to tabulate).
+    """
+    x = torch.rand(1, 3, size, size, device=device, requires_grad=True)
+    out = activations(model, normalize(model, x), {layer})[layer]
+    if out.dim() != 4:
+        return size
+    out[0, :, out.shape[2] // 2, out.shape[3] // 2].sum().backward()
+    reached = x.grad.abs().sum(1)[0] > 0
+    rows, cols = reached.any(1).nonzero(), reached.any(0).nonzero()
+    if len(rows) == 0:
+        return size
+    return int(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1, MIN_CROP))
+
+
+class TopExamples:
+    """Consumer of the dataset pass: a running top-k of images per channel of each layer,
+    by the objective the visualization maximizes (a channel's mean, a logit), with
+    where in the map each image excites the channel most. State: [C, k] per layer."""
+
+    def __init__(self, layers: list[str], k: int):
+        self.layers = frozenset(layers)
+        self.k = k
+        self.best: dict[str, tuple | None] = {layer: None for layer in layers}
+        self.grids: dict[str, tuple[int, int]] = {}
+
+    def update(self, batch) -> None:
+        for layer in self.layers:
+            out = batch.acts[layer]
+            if out.dim() == 4:
+                self.grids[layer] = tuple(out.shape[2:])
+                flat = out.flatten(2)
+                values, where = flat.mean(2), flat.argmax(2)
+                positions = torch.stack([where // out.shape[3], where % out.shape[3]], -1)
+            else:
+                values, positions = out, torch.zeros(*out.shape, 2, dtype=torch.long, device=out.device)
+            self.best[layer] = _merge_top(self.best[layer], values.T, batch.ids.expand(values.shape[1], -1),
+                                          positions.transpose(0, 1), self.k)
+
+
+@dataclass
+class ExamplesPass:
+    """Dataset examples for some layers of a model over one source: what is cached, the
+    consumer that finds the rest in a shared streaming pass, and `finish` to store it."""
+    model: Model
+    source: dataset.Source
+    root: Path
+    k: int
+    keys: dict[str, str]
+    results: dict[str, dict | None]
+
+    @property
+    def missing(self) -> list[str]:
+        return [layer for layer, result in self.results.items() if result is None]
+
+    def consumer(self) -> TopExamples | None:
+        return TopExamples(self.missing, self.k) if self.missing else None
+
+    def finish(self, consumer: TopExamples | None, report: dataset.PassReport, device: torch.device) -> dict[str, dict]:
+        for layer in self.missing:
+            if consumer is None or consumer.best.get(layer) is None:
+                continue   # no readable image: nothing to store
+            self.results[layer] = _store_layer(self, layer, consumer.best[layer], consumer.grids.get(layer),
+                                               report.images, device)
+        return {layer: result for layer, result in self.results.items() if result is not None}
+
+
+def examples_pass(model: Model, layers: list[str], source: dataset.Source, root: Path, k: int = 9,
+                  precision: str = "fp32") -> ExamplesPass:
+    fingerprint = source.fingerprint()
+    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, fingerprint, k, model.input_size,
+                                       precision) for layer in layers}
+    return ExamplesPass(model, source, Path(root), k, keys, {layer: stored.load(root, key) for layer, key in keys.items()})
+
+
+def find_examples(model: Model, layers: list[str], folder: Path, root: Path, device: torch.device,
+                  k: int = 9, batch_size: int = 32, on_batch=lambda n: None, workers: int | None = None,
+                  precision: str = "fp32") -> tuple[dict[str, dict], dataset.PassReport]:
+    """Top-k examples for every channel of `layers`, from the cache or one streaming pass.
+
+    Returns ({layer: stored result}, the pass's report: images read, skipped, seconds;
+    an empty report when everything was cached)."""
+    job = examples_pass(model, layers, dataset.image_folder(folder, model), root, k, precision)
+    consumer = job.consumer()
+    report = dataset.PassReport()
+    if consumer is not None:
+        report = dataset.stream(model, job.source, [consumer], device, batch_size, workers, precision=precision,
+                                on_batch=on_batch)
+    return job.finish(consumer, report, device), report
+
+
+def _merge_top(current, values, ids, positions, k):
+    """Running top-k along dim 1 of per-channel candidates."""
+    if current is not None:
+        values = torch.cat([current[0], values], 1)
+        ids = torch.cat([current[1], ids], 1)
+        positions = torch.cat([current[2], positions], 1)
+    top = values.topk(min(k, values.shape[1]), dim=1)
+    pick = top.indices
+    return top.values, ids.gather(1, pick), positions.gather(1, pick[..., None].expand(-1, -1, 2))
+
+
+def _store_layer(job: ExamplesPass, layer: str, best, grid, images: int, device) -> dict:
+    model, source, size = job.model, job.source, job.model.input_size
+    values, ids, positions = (t.cpu() for t in best)
+    side = receptive_field(model, layer, size, device) if grid else size
+    views: dict[int, np.ndarray] = {}   # channels share their top images: decode each once
+    crops: dict[tuple, str] = {}        # (image, box) -> stored crop: channels share crops too
+    channels = []
+    for channel in range(values.shape[0]):
+        examples = []
+        for rank in range(values.shape[1]):
+            image_id = int(ids[channel, rank])
+            box = _box(positions[channel, rank].tolist(), grid, side, size)
+            if (image_id, box) not in crops:
+                if image_id not in views:
+                    views[image_id] = source.load(image_id).pixels
+                crop = views[image_id][box[1]:box[3], box[0]:box[2]]
+                crops[(image_id, box)] = stored.store_crop(job.root, _jpeg(crop))
+            examples.append(Example(source.name(image_id), float(values[channel, rank]), box, crops[(image_id, box)]))
+        channels.append(examples)
+    return stored.store(job.root, job.keys[layer], LayerExamples(
+        model.name, model.fingerprint, layer, str(source.root), source.fingerprint(), images,
+        int(values.shape[1]), size, side, channels))
+
+
+def _box(position, grid, side, size) -> tuple[int, int, int, int]:
+    """A `side`-pixel square around the input point under grid cell `position`, inside the image."""
+    if grid is None:
+        return 0, 0, size, size
+    cy = (position[0] + 0.5) * size / grid[0]
+    cx = (position[1] + 0.5) * size / grid[1]
+    left = int(min(max(cx - side / 2, 0), size - side))
+    top = int(min(max(cy - side / 2, 0), size - side))
+    return left, top, left + side, top + side
+
+
+def _jpeg(crop: np.ndarray) -> bytes:
+    image = Image.fromarray(crop).resize((CROP_SIDE, CROP_SIDE), Image.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=88)
+    return buffer.getvalue()
