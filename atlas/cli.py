@@ -48,6 +48,16 @@ def main():
     warnings.showwarning = lambda message, *args, **kwargs: click.echo(f"warning: {message}", err=True)
 
 
+def _cache_dir_option(f):
+    return click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True,
+                        help="Where rendered units and dataset results are kept.")(f)
+
+
+def _out_option(f):
+    return click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True,
+                        help="Where the website is written.")(f)
+
+
 def _site_budget_option(f):
     return click.option("--site-budget", default="1GB", show_default=True,
                         callback=lambda ctx, param, value: _budget(value),
@@ -104,12 +114,13 @@ def layers(model, weights):
               + "; ".join(f"{k}: {v}" for k, v in RECIPE_HELP.items()) + ".")
 @click.option("--precision", type=click.Choice(["auto", *PRECISIONS]), help="Numerics; auto: bf16 where native.")
 @click.option("--seed", type=int, help="Random seed (same seed, same image on the same device).")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Units per batch (default: from free memory).")
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Images per render batch (a unit with --diversity N takes N; default: from free memory on a GPU, "
+                   "16 views on a CPU).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @_weights_option
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True,
-              help="Where the website is written.")
+@_cache_dir_option
+@_out_option
 @click.option("--shard", help="Render only shard K of N (1-based) of the plan, e.g. 2/8.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and a measured time estimate; render nothing.")
 @click.option("--site/--no-site", "write_site", default=True, help="Write the website at the end.")
@@ -150,15 +161,32 @@ def layers(model, weights):
 @_site_budget_option
 @click.option("--background-store/--inline-store", default=True, hidden=True,
               help="Store results on a background thread (the default) or between batches.")
-def build(model, unit_specs, negative, diversity, objective, class_objective, precision, **options):
+def build(model, unit_specs, negative, diversity, objective, class_objective, precision, examples_dir, examples_k,
+          dissect_dir, dissect_quantile, dissect_mask_size, atlas_dir, atlas_layers, atlas_positions, atlas_samples,
+          atlas_class, atlas_layout, atlas_icon_steps, caricatures_dir, caricature_photos, caricature_steps, **options):
     """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
+    from .activation_atlas.job import ActivationAtlasRequest
+    from .caricatures.job import CaricaturesRequest
+    from .dissection.job import DissectionRequest
+    from .examples.job import ExamplesRequest
     from .pipeline import BuildRequest, run_build
 
     if diversity == 1:
         raise AtlasError("--diversity must be 0 (off) or at least 2")
+    examples = ExamplesRequest(examples_dir, examples_k) if examples_dir is not None else None
+    dissection = (DissectionRequest(dissect_dir, dissect_quantile, dissect_mask_size)
+                  if dissect_dir is not None else None)
+    atlas = (ActivationAtlasRequest(atlas_dir, atlas_layers, atlas_positions, atlas_samples, atlas_layout,
+                                    class_index=atlas_class, icon_steps=atlas_icon_steps)
+             if atlas_dir is not None else None)
+    caricatures = (CaricaturesRequest(caricatures_dir, caricature_photos, caricature_steps)
+                   if caricatures_dir is not None else None)
+    if caricatures is None and examples is not None:   # the examples folder's photos, with these options
+        caricatures = CaricaturesRequest(examples_dir, caricature_photos, caricature_steps, option="--examples")
     request = BuildRequest(model=model, units=unit_specs, negative=bool(negative), diversity=diversity or 1,
                            objective=objective or "channel", class_objective=class_objective or "logit",
-                           precision=precision or "auto", **options)
+                           precision=precision or "auto", examples=examples, dissection=dissection,
+                           activation_atlas=atlas, caricatures=caricatures, **options)
     run_build(request, ClickReporter())
 
 
@@ -182,8 +210,8 @@ class ClickReporter:
 
 
 @main.command("render")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
-@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
+@_cache_dir_option
+@_out_option
 @_site_budget_option
 def render_site(cache_dir, out, site_budget):
     """Rebuild the website from the cache alone (no model needed)."""
@@ -197,7 +225,7 @@ def render_site(cache_dir, out, site_budget):
 
 
 @main.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("site"), show_default=True)
+@_out_option
 @click.option("--port", type=int, default=8000, show_default=True)
 def serve(out, port):
     """Preview the website on http://127.0.0.1:PORT."""
@@ -217,7 +245,7 @@ def _budget(value: str) -> int:
 
 
 @main.command()
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=DEFAULT_CACHE, show_default=True)
+@_cache_dir_option
 @click.option("--min-age", type=click.FloatRange(min=0), default=60.0, show_default=True,
               help="Minutes: younger files may belong to a build still running and are kept.")
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")

@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atlas.store import cache as entries
-from atlas.data import stream as dataset
+from atlas.data import sources, stream as dataset
 from atlas.model import device as devices
 from atlas.activation_atlas import grid
 from atlas.activation_atlas.job import AtlasRequest, atlas_job, build_atlas
@@ -134,7 +134,7 @@ def main() -> int:
     model = to_device(load_model(args.model, args.weights), device)
     layers = [l.name for l in model.select_layers(args.layers or (LITE_LAYERS if "lite" in args.model else None))]
     cache = args.cache or Path(tempfile.mkdtemp(prefix="atlas-bench-"))
-    source = dataset.image_folder(args.photos, model, "--photos")
+    source = sources.image_folder(args.photos, model, "--photos")
     levels = tuple(int(s) for s in args.levels.split(",")) if args.levels else None
     request = AtlasRequest(args.photos, tuple(layers), args.positions, args.samples, 0, args.layout, levels,
                            args.min_count, icon_steps=args.icon_steps, class_index=args.class_index)

@@ -34,7 +34,7 @@ from atlas.model.classifier import normalize, to_device
 from atlas.engine import objectives
 from atlas.model.forward import activations
 from atlas.engine.render import render
-from atlas.plan.work import parse_unit
+from atlas.plan.selection import checked_unit
 from atlas.core.settings import DEFAULT_RECIPE, Settings
 from atlas.core.units import Unit
 
@@ -76,7 +76,7 @@ def main():
     args = parser.parse_args()
     device = devices.resolve_device("auto")
     model = to_device(load_model("efficientnet_lite0"), device)
-    units = [Unit(*parse_unit(model, spec)) for spec in args.units.split(",")]
+    units = [Unit(*checked_unit(model, spec)) for spec in args.units.split(",")]
     files = [f"{u.layer}-{u.index}.png" for u in units]
     tried = chosen(args.recipe, args.candidate, ["views", DEFAULT_RECIPE])
     columns, report = [], {"units": [f"{u.layer}:{u.index}" for u in units],

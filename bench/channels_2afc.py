@@ -5,7 +5,7 @@ Zimmermann et al. (NeurIPS 2021), with a judge model standing in for the person.
 
 Photos. The 1,000 ImageNet photos of github:EliSchwartz/imagenet-sample-images (one
 per class; never commit them), each framed as the subject's evaluation frames it
-(atlas.dataset.image_folder). One streaming pass (atlas.dataset.stream) gives every
+(atlas.sources.image_folder). One streaming pass (atlas.dataset.stream) gives every
 photo's mean activation for every channel of the chosen layers (the channel
 objective the visualization maximizes) and the judge's embeddings of every photo;
 both are cached under --out, keyed by the folder's fingerprint.
@@ -336,9 +336,9 @@ def photo_pass(model, folder: Path, layers: list[str], judge, device, precision:
     photos, and their names; from the cache under `cache_dir` when the folder is unchanged."""
     import joblib
 
-    from atlas.data import stream as dataset
+    from atlas.data import sources, stream as dataset
 
-    source = dataset.image_folder(folder, model, "--photos")
+    source = sources.image_folder(folder, model, "--photos")
     key = joblib.hash((source.fingerprint(), model.name, model.fingerprint, sorted(layers), precision, "v1"))
     path = cache_dir / f"photos-{key[:16]}.npz"
     if path.exists():

@@ -44,7 +44,7 @@ from atlas.model import device as devices
 from atlas.model.loading import load_model
 from atlas.model.classifier import normalize, to_device
 from atlas.engine.render import render
-from atlas.plan.work import parse_indices
+from atlas.core.parse import parse_indices
 from atlas.core.reference import REFERENCE_CLASSES
 from atlas.core.settings import DEFAULT_RECIPE, PARAMS, PRECISIONS, RECIPES, Recipe, Settings
 from atlas.core.units import Unit

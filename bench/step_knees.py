@@ -38,7 +38,7 @@ from atlas.engine.builders import build
 from atlas.engine.context import Context
 from atlas.model.forward import activations
 from atlas.engine.render import render
-from atlas.plan.work import parse_unit
+from atlas.plan.selection import checked_unit
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
 
@@ -81,7 +81,7 @@ def main() -> int:
     device = devices.resolve_device(args.device)
     precision = devices.resolve_precision("auto", device)
     model = to_device(load_model(args.model), device)
-    units = [Unit(*parse_unit(model, text)) for text in (args.units or CHANNELS)]
+    units = [Unit(*checked_unit(model, text)) for text in (args.units or CHANNELS)]
     steps = sorted(args.steps or [128, 256, 384, 512])
     seeds = args.seed or [0]
     print(f"{model.name} on {devices.describe(device)}, {precision}, {args.size} px; {len(units)} channels, "

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 torch.set_num_threads(2)
 
@@ -14,4 +15,5 @@ def tiny():
 
 @pytest.fixture
 def cpu():
-    return torch.device("cpu")
+    """The runtime of a CPU build in fp32, as the pipeline resolves it."""
+    return resolve_runtime("cpu", "fp32")

@@ -36,7 +36,8 @@ from atlas.model import device as devices
 from atlas.model.loading import load_model
 from atlas.model.classifier import to_device
 from atlas.engine import render as render_module
-from atlas.engine.render import render, render_batch
+from atlas.engine.batching import render
+from atlas.engine.render import render_batch
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
 

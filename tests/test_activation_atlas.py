@@ -14,7 +14,8 @@ from PIL import Image
 from torch import nn
 
 from atlas.activation_atlas import grid, sampling
-from atlas.activation_atlas.job import AtlasRequest, chosen_photos, class_samples
+from atlas.activation_atlas.assemble import class_samples
+from atlas.activation_atlas.job import chosen_photos
 from atlas.model.loading import load_model
 from atlas.model.classifier import normalize
 from atlas.engine import objectives
@@ -161,11 +162,10 @@ def test_a_class_atlas_keeps_the_samples_that_push_most_toward_its_class():
 
 
 def test_the_sample_budget_bounds_the_photos_whatever_the_folder():
-    request = AtlasRequest(folder=None, layers=("x",), positions=4, samples=400)
     for photos in (50, 1000, 100_000):
-        chosen = chosen_photos(photos, request)
+        chosen = chosen_photos(photos, 4, 400, seed=0)
         assert (photos * 4 if chosen is None else len(chosen) * 4) <= 400
-    assert chosen_photos(1000, request) == chosen_photos(1000, request)
+    assert chosen_photos(1000, 4, 400, seed=0) == chosen_photos(1000, 4, 400, seed=0)
 
 
 # ----------------------------------------------------------------------------- the icon objective
@@ -238,15 +238,16 @@ def test_too_few_samples_for_umap_fall_back_to_pca_and_say_so():
 def test_sampling_under_bf16_autocast_attributes_in_fp32(tiny, tmp_path):
     """Forward-mode tangents and autocast's casts disagree on dtypes, so the attributions run
     in fp32 whatever the pass's precision: the same numbers either way."""
-    from atlas.data import stream as dataset
+    from atlas.data import sources, stream as dataset
     from atlas.activation_atlas.sampling import AtlasSampler
+    from atlas.model.runtime import resolve_runtime
 
     small = shown_at(tiny, 32)
-    source = dataset.image_folder(photo_folder(tmp_path / "photos", 6), small)
+    source = sources.image_folder(photo_folder(tmp_path / "photos", 6), small)
     found = {}
     for precision in ("fp32", "bf16"):
-        sampler = AtlasSampler(small, ["features.5"], 3, 0, None, precision)
-        dataset.stream(small, source, [sampler], torch.device("cpu"), 4, 0, precision=precision)
+        sampler = AtlasSampler(small, ["features.5"], 3, 0, None)
+        dataset.stream(small, source, [sampler], resolve_runtime("cpu", precision, photos_per_batch=4, workers=0))
         found[precision] = sampler.arrays("features.5")
     assert found["bf16"]["attributions"].shape == (18, 10)
     np.testing.assert_allclose(found["bf16"]["attributions"].astype(np.float32),

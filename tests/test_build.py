@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 
 import atlas.pictures.render as build_module
-import atlas.engine.render as render_module
+import atlas.engine.batching as batching
 from atlas.store import cache
 from atlas.pictures.render import render_plan
 from atlas.engine.render import Rendered
 from atlas.plan.selection import Selection, select_units
 from atlas.core.errors import AtlasError
 from atlas.core.batches import batches
-from atlas.plan.work import make_plan, parse_indices, parse_shard, parse_unit, shard
+from atlas.core.parse import parse_indices, parse_shard
+from atlas.plan.selection import checked_unit
+from atlas.plan.work import make_plan, shard
 from atlas.core.settings import RECIPES, Settings
 from atlas.core.units import Unit
 
@@ -27,15 +29,15 @@ def test_parse_indices_ranges_and_errors():
             parse_indices(bad, 20, "class")
 
 
-def test_parse_unit(tiny):
-    assert parse_unit(tiny, "features.5:7") == ("features.5", 7)
-    assert parse_unit(tiny, "features.5[7]") == ("features.5", 7)
+def test_checked_unit(tiny):
+    assert checked_unit(tiny, "features.5:7") == ("features.5", 7)
+    assert checked_unit(tiny, "features.5[7]") == ("features.5", 7)
     with pytest.raises(AtlasError, match="out of range"):
-        parse_unit(tiny, "features.5:16")
+        checked_unit(tiny, "features.5:16")
     with pytest.raises(AtlasError, match="malformed unit"):
-        parse_unit(tiny, "features.5")
+        checked_unit(tiny, "features.5")
     with pytest.raises(AtlasError, match="no layer"):
-        parse_unit(tiny, "features.9:1")
+        checked_unit(tiny, "features.9:1")
 
 
 @pytest.mark.parametrize("bad", ["0/3", "4/3", "a/b", "1/0", "2"])
@@ -109,7 +111,7 @@ def test_build_stores_every_unit_and_a_second_build_renders_nothing(tiny, cpu, t
     units = select_units(tiny, Selection(layers="features.5", channels=3, classes="0-1"))
     plan = make_plan(tiny, units, FAST, tmp_path)
     assert len(plan.todo) == 5 and not plan.cached
-    summary = render_plan(tiny, plan, FAST, tmp_path, cpu)
+    summary = render_plan(tiny, plan, FAST, cpu, root=tmp_path)
     assert summary.rendered == 5 and not summary.failed
     entries = {e.key: e for e in cache.scan(tmp_path)}
     assert set(entries) == set(plan.keys.values())
@@ -121,7 +123,7 @@ def test_build_stores_every_unit_and_a_second_build_renders_nothing(tiny, cpu, t
 
     again = make_plan(tiny, units, FAST, tmp_path)
     assert not again.todo and len(again.cached) == 5
-    assert render_plan(tiny, again, FAST, tmp_path, cpu).rendered == 0
+    assert render_plan(tiny, again, FAST, cpu, root=tmp_path).rendered == 0
     changed = make_plan(tiny, units, FAST.replace(steps=5), tmp_path)
     assert len(changed.todo) == 5
 
@@ -129,27 +131,27 @@ def test_build_stores_every_unit_and_a_second_build_renders_nothing(tiny, cpu, t
 def test_corrupt_entry_is_detected_and_rendered_again(tiny, cpu, tmp_path):
     units = [Unit("features.5", 0), Unit("features.5", 1)]
     plan = make_plan(tiny, units, FAST, tmp_path)
-    render_plan(tiny, plan, FAST, tmp_path, cpu)
+    render_plan(tiny, plan, FAST, cpu, root=tmp_path)
     broken = cache.load(tmp_path, plan.keys[units[0]]).image_paths[0]
     broken.write_bytes(broken.read_bytes()[:50])
     with pytest.warns(cache.CorruptEntryWarning):
         again = make_plan(tiny, units, FAST, tmp_path)
     assert again.todo == [units[0]]
-    render_plan(tiny, again, FAST, tmp_path, cpu)
+    render_plan(tiny, again, FAST, cpu, root=tmp_path)
     assert cache.load(tmp_path, plan.keys[units[0]]) is not None
 
 
-def _diverging(model, units, settings, device):
+def _diverging(model, units, settings, runtime, **kwargs):
     """A render_batch stand-in whose every unit diverges."""
     return [Rendered(u, (np.zeros((32, 32, 3), np.uint8),), (float("nan"),), (float("nan"),), None, 0.0,
                      "the optimization diverged (NaN or Inf)") for u in units]
 
 
 def test_diverged_units_are_retried_then_marked_failed(tiny, cpu, tmp_path, monkeypatch):
-    monkeypatch.setattr(render_module, "render_batch", _diverging)  # the first try
+    monkeypatch.setattr(batching, "render_batch", _diverging)  # the first try
     monkeypatch.setattr(build_module, "render_batch", _diverging)  # the retry
     plan = make_plan(tiny, [Unit("features.5", 0)], FAST, tmp_path)
-    summary = render_plan(tiny, plan, FAST, tmp_path, cpu)
+    summary = render_plan(tiny, plan, FAST, cpu, root=tmp_path)
     assert summary.failed == ["features.5[0]"] and summary.rendered == 0
     (entry,) = cache.scan(tmp_path)
     assert entry.meta["status"] == "failed" and not entry.image_paths
@@ -157,9 +159,9 @@ def test_diverged_units_are_retried_then_marked_failed(tiny, cpu, tmp_path, monk
 
 
 def test_a_unit_that_renders_on_its_retry_records_the_smaller_step(tiny, cpu, tmp_path, monkeypatch):
-    monkeypatch.setattr(render_module, "render_batch", _diverging)  # only the first try diverges
+    monkeypatch.setattr(batching, "render_batch", _diverging)  # only the first try diverges
     unit = Unit("features.5", 0)
-    summary = render_plan(tiny, make_plan(tiny, [unit], FAST, tmp_path), FAST, tmp_path, cpu)
+    summary = render_plan(tiny, make_plan(tiny, [unit], FAST, tmp_path), FAST, cpu, root=tmp_path)
     assert summary.rendered == 1 and not summary.failed
     (entry,) = cache.scan(tmp_path)
     assert entry.meta["status"] == "ok" and entry.image_paths

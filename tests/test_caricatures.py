@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -65,7 +67,7 @@ def test_all_layers_of_one_photo_render_as_one_batch(tiny, cpu, tmp_path):
     photos = {stored_photos.digest(p): as_tensor(p) for p in (first, second)}
     settings = SETTINGS.replace(steps=3)
     plan = make_plan(tiny, units, settings, tmp_path)
-    summary = render_plan(tiny, plan, settings, tmp_path, cpu, batch_size=3, photos=photos)
+    summary = render_plan(tiny, plan, settings, dataclasses.replace(cpu, batch_size=3), root=tmp_path, photos=photos)
     assert summary.rendered == 6 and not summary.failed
 
 
@@ -76,11 +78,12 @@ def test_render_caricatures_stores_the_photos_and_caches(tiny, cpu, tmp_path):
     Image.fromarray(_photo(64)).save(folder / "a.png")
     Image.fromarray(_photo(64)[::-1].copy()).save(folder / "b.jpg")
     settings = SETTINGS.replace(steps=2, recipe="views")
-    summary = caricatures.render_caricatures(tiny, ["features.0", "features.5"], folder, 2, settings,
-                                             tmp_path / "cache", cpu)
+    request = caricatures.CaricaturesRequest(folder, photos=2)
+    summary = caricatures.render_caricatures(tiny, ["features.0", "features.5"], request, settings=settings,
+                                             runtime=cpu, root=tmp_path / "cache")
     assert summary.rendered == 4
     stored = stored_photos.scan(tmp_path / "cache")
     assert sorted(r["name"] for r in stored.values()) == ["a.png", "b.jpg"]
-    again = caricatures.render_caricatures(tiny, ["features.0", "features.5"], folder, 2, settings,
-                                           tmp_path / "cache", cpu)
+    again = caricatures.render_caricatures(tiny, ["features.0", "features.5"], request, settings=settings,
+                                           runtime=cpu, root=tmp_path / "cache")
     assert again.rendered == 0 and again.cached == 4

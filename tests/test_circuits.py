@@ -10,6 +10,7 @@ from atlas.circuits import weights as circuits, connections
 from atlas.store import circuits as stored_circuits
 from atlas.model.loading import from_module
 from atlas.core.units import Unit
+from atlas.model.runtime import resolve_runtime
 
 
 class Direct(nn.Module):
@@ -103,9 +104,9 @@ def test_pairs_follow_the_rendered_layers(tmp_path):
     units = [Unit("features.5", 0), Unit("features.0", 1), Unit("features.2", 0), Unit("head.2", 3, "logit")]
     assert connections.rendered_pairs(model, units) == [("features.0", "features.2"), ("features.2", "features.5"),
                                                      ("features.5", "head.2")]
-    computed, _ = connections.connect(model, connections.rendered_pairs(model, units), tmp_path, torch.device("cpu"))
+    computed, _ = connections.connect(model, connections.rendered_pairs(model, units), root=tmp_path, runtime=resolve_runtime("cpu"))
     assert computed == 3
-    assert connections.connect(model, connections.rendered_pairs(model, units), tmp_path, torch.device("cpu"))[0] == 0
+    assert connections.connect(model, connections.rendered_pairs(model, units), root=tmp_path, runtime=resolve_runtime("cpu"))[0] == 0
     found = stored_circuits.scan(tmp_path)
     assert {(s, t) for (_, _, s, t) in found} == {("features.0", "features.2"), ("features.2", "features.5"),
                                                   ("features.5", "head.2")}

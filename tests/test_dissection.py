@@ -3,8 +3,10 @@ detector on a tiny Broden-format dataset, the three concept readers, shards, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from atlas.data import stream as dataset, photos
+from atlas.data import passes, photos, stream as dataset
 from atlas.data.concepts import open_concepts
 from atlas.data.concepts.broden import Broden
 from atlas.data.concepts.colors import NAMES, color_names
@@ -22,6 +24,7 @@ from atlas.dissection.counts import IoUCounter, QuantileCounter
 from atlas.dissection.job import dissection_job
 from atlas.core.errors import AtlasError
 from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 from atlas.store import dissection as stored
 from brodenfixture import LABELS, make_broden
 from tinynet import shown_at
@@ -39,18 +42,14 @@ def planted():
     return load_model(PLANTED, "random")   # a factory's own weights: the planted 1x1 conv
 
 
-def run_job(model, source, root, quantile=0.1, shard=(1, 1), batch_size=5):
-    job = dissection_job(model, ["1"], source, root, quantile, shard)
-    sketches = job.quantile_consumer("cpu")
-    report = dataset.stream(model, source, [sketches] if sketches else [], torch.device("cpu"), batch_size, 0,
-                            dataset.shard_indices(len(source), shard))
-    waiting = job.finish_quantiles(sketches, report)
-    if waiting:
-        return job, waiting
-    counter = job.counts_consumer("cpu")
-    report = dataset.stream(model, source, [counter] if counter else [], torch.device("cpu"), batch_size, 0,
-                            dataset.shard_indices(len(source), shard))
-    return job, job.finish_counts(counter, report)
+CPU = resolve_runtime("cpu", "fp32", photos_per_batch=4, workers=0)
+
+
+def run_job(model, source, root, quantile=0.1, shard=(1, 1), layers=("1",)):
+    """The job through the dataset side's runner, as a build runs it; (job, layers waiting for other shards)."""
+    job = dissection_job(model, list(layers), source, root=root, runtime=CPU, quantile=quantile, shard=shard)
+    passes.run([job], model, CPU, say=lambda text: None, progress=lambda count, label: contextlib.nullcontext(lambda n: None))
+    return job, job.waiting
 
 
 # ----------------------------------------------------------------------------- the sketch
@@ -129,12 +128,7 @@ def test_iou_and_thresholds_match_a_brute_force_reference(broden, tiny, tmp_path
     source = Broden.open(broden, size=32, mask_size=16)
     small = shown_at(tiny, 32)
     for layer in ("features.2",):
-        job = dissection_job(small, [layer], source, tmp_path, 0.05)
-        sketches = job.quantile_consumer("cpu")
-        report = dataset.stream(small, source, [sketches], torch.device("cpu"), 4, 0)
-        job.finish_quantiles(sketches, report)
-        counter = job.counts_consumer("cpu")
-        job.finish_counts(counter, dataset.stream(small, source, [counter], torch.device("cpu"), 4, 0))
+        job, _ = run_job(small, source, tmp_path, 0.05, layers=(layer,))
         result = job.results()[layer]
         truth, values = brute_force(small, source, layer, result.thresholds, 16)
         exact = torch.quantile(values.double(), 0.95, dim=1).numpy()
@@ -167,12 +161,12 @@ def test_a_second_run_computes_nothing_and_layers_never_share_results(broden, pl
     job, _ = run_job(planted, source, tmp_path)
     first = job.results()["1"]
     assert job.quantile_consumer("cpu") is None and job.counts_consumer("cpu") is None
-    other = dissection_job(planted, ["0"], source, tmp_path, 0.1)       # the conv before it: its own key
+    other = dissection_job(planted, ["0"], source, root=tmp_path, runtime=CPU, quantile=0.1)   # its own key
     assert other.keys["0"] != job.keys["1"] and other.results() == {}
-    again = dissection_job(planted, ["1"], source, tmp_path, 0.2)       # another quantile: its own key
+    again = dissection_job(planted, ["1"], source, root=tmp_path, runtime=CPU, quantile=0.2)   # another quantile
     assert again.keys["1"] != job.keys["1"] and again.results() == {}
-    assert dissection_job(planted, ["1"], source, tmp_path, 0.1).results()["1"].thresholds.tolist() == \
-        first.thresholds.tolist()
+    same = dissection_job(planted, ["1"], source, root=tmp_path, runtime=CPU, quantile=0.1)
+    assert same.results()["1"].thresholds.tolist() == first.thresholds.tolist()
 
 
 def test_shards_merge_to_the_whole(broden, planted, tmp_path):
@@ -193,20 +187,19 @@ def test_shards_merge_to_the_whole(broden, planted, tmp_path):
 
 
 def test_memory_is_the_same_for_a_small_and_a_large_dataset(broden, planted, tmp_path):
-    """State is per unit, never per image: after 4 images and after 12 the consumers hold
-    exactly as many numbers."""
+    """State is per unit, never per image: after 4 images and after 12 each consumer holds
+    exactly as many bytes. Everything it keeps is measured, lists and all (its pickled
+    state), so a consumer that kept anything per image or per batch would grow."""
     source = Broden.open(broden, size=32, mask_size=16)
 
     def state(count):
         sketches = QuantileCounter({"1": 3}, "cpu")
-        dataset.stream(planted, source, [sketches], torch.device("cpu"), 4, 0, list(range(count)))
         counter = IoUCounter({"1": torch.zeros(3)}, source.concepts, 16, "cpu")
-        dataset.stream(planted, source, [counter], torch.device("cpu"), 4, 0, list(range(count)))
-        tensors = [*sketches.counts.values(), *(t for c in counter.counts.values()
-                                                for t in (c.intersection, c.activation, c.ground))]
-        return sum(t.numel() for t in tensors), sketches.images
+        dataset.stream(planted, source, [sketches, counter], CPU, indices=list(range(count)))
+        return len(pickle.dumps(sketches)), len(pickle.dumps(counter)), sketches.images
 
-    assert state(4)[0] == state(12)[0] and state(4)[1] == 4 and state(12)[1] == 12
+    small, large = state(4), state(12)
+    assert small[:2] == large[:2] and (small[2], large[2]) == (4, 12)
 
 
 # ----------------------------------------------------------------------------- the readers
@@ -271,27 +264,31 @@ def test_bad_concept_datasets_fail_with_one_line_naming_the_problem(broden, plan
         shutil.copytree(broden, target)
         return target
 
+    errors = []
     missing = copy("missing")
     (missing / "index.csv").unlink()
-    with pytest.raises(AtlasError, match="no index.csv"):
+    with pytest.raises(AtlasError, match="no index.csv") as caught:
         open_concepts(missing, planted)
+    errors.append(caught.value)
 
     wrong_size = copy("size")
     Image.new("RGB", (10, 10)).save(wrong_size / "images" / "shapes/000_object.png")
-    with pytest.raises(AtlasError, match=r"mask shapes/000_object.png is 10x10, index.csv says 16x16"):
+    with pytest.raises(AtlasError, match=r"mask shapes/000_object.png is 10x10, index.csv says 16x16") as caught:
         run_job(planted, Broden.open(wrong_size, 32, 16), tmp_path / "c1")
+    errors.append(caught.value)
 
     unknown = copy("unknown")
     Image.new("RGB", (16, 16), (99, 0, 0)).save(unknown / "images" / "shapes/001_color.png")
-    with pytest.raises(AtlasError, match="label number 99 is not in the dataset's labels"):
+    with pytest.raises(AtlasError, match="label number 99 is not in the dataset's labels") as caught:
         run_job(planted, Broden.open(unknown, 32, 16), tmp_path / "c2")
+    errors.append(caught.value)
 
     corrupt = copy("corrupt")
     (corrupt / "images" / "shapes/002_object.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    with pytest.raises(AtlasError, match="cannot read mask .*002_object.png"):
+    with pytest.raises(AtlasError, match="cannot read mask .*002_object.png") as caught:
         run_job(planted, Broden.open(corrupt, 32, 16), tmp_path / "c3")
-    for error in (str(e) for e in []):
-        assert "\n" not in error
+    errors.append(caught.value)
+    assert len(errors) == 4 and all("\n" not in str(error) for error in errors)
 
 
 def test_a_corrupt_image_is_skipped_with_a_warning_and_counted(broden, planted, tmp_path):
@@ -344,9 +341,9 @@ def test_reads_share_a_pass_only_for_the_same_photos_and_shard(tmp_path):
             self.paths, self.size, self.resize = paths, size, resize
 
     a, same, other = Folder(("x", "y")), Folder(("x", "y")), Folder(("z",))
-    done = reads([Ride("examples", a, None, 1, None), Ride("quantiles", same, None, 2, None),
-                  Ride("sharded", same, (1, 2), 3, None), Ride("atlas", other, None, 4, None),
-                  Ride("framed otherwise", Folder(("x", "y"), resize=48), None, 5, None)])
-    assert [(r.name, r.consumers, r.shard) for r in done] == [
+    done = reads([Ride("examples", a, 1, None), Ride("quantiles", same, 2, None),
+                  Ride("sharded", same, 3, None, (1, 2)), Ride("atlas", other, 4, None),
+                  Ride("framed otherwise", Folder(("x", "y"), resize=48), 5, None)])
+    assert [(r.label, [ride.consumer for ride in r.rides], r.shard) for r in done] == [
         ("examples and quantiles", [1, 2], None), ("sharded", [3], (1, 2)), ("atlas", [4], None),
         ("framed otherwise", [5], None)]

@@ -1,5 +1,6 @@
 """The rendering engine on small models: objectives, batching, reproducibility."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,8 @@ from atlas.model.loading import from_module, load_model
 from atlas.engine import objectives, param, transforms
 from atlas.model.forward import activations
 from atlas.engine.relus import redirected_relu_grad, redirected_relus
-from atlas.engine.render import render, render_batch
+from atlas.engine.batching import render
+from atlas.engine.render import render_batch
 from atlas.core.settings import PARAMS, RECIPES, Recipe, Settings
 from atlas.core.units import Unit
 from tests.tinynet import TinyVGG
@@ -286,7 +288,7 @@ def test_views_recipe_keeps_diversity_copies_apart(tiny, cpu):
 
 def test_render_yields_batches_grouped_by_layer(tiny, cpu):
     units = [Unit("features.0", 1), Unit("features.5", 1), Unit("features.0", 2), Unit("classifier.3", 0, "logit")]
-    batches = list(render(tiny, units, FAST.replace(steps=2), cpu, batch_size=8))
+    batches = list(render(tiny, units, FAST.replace(steps=2), dataclasses.replace(cpu, batch_size=8)))
     assert [[r.unit for r in batch] for batch in batches] == [[units[0], units[2]], [units[1]], [units[3]]]
 
 

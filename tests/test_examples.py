@@ -1,5 +1,7 @@
 """Dataset examples: top-k against brute force, caching, invalidation."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,8 @@ from PIL import Image
 
 import atlas.data.stream as dataset
 import atlas.examples.top as examples
-from atlas.examples.top import find_examples, preprocess
+from atlas.examples.job import find_examples
+from atlas.examples.top import preprocess
 from atlas.model.forward import activations
 from atlas.data.photos import list_images
 from tinynet import shown_at
@@ -34,8 +37,8 @@ def small(tiny):
 def test_top_k_matches_brute_force(small, cpu, tmp_path):
     data = tmp_path / "data"
     _write_images(data, 11)
-    results, report = find_examples(small, ["features.5", "classifier.3"], data, tmp_path / "cache", cpu,
-                                    k=3, batch_size=4)
+    results, report = find_examples(small, ["features.5", "classifier.3"], data, root=tmp_path / "cache",
+                                    runtime=dataclasses.replace(cpu, photos_per_batch=4), k=3)
     assert report.images == 11 and report.rate > 0
     paths = list_images(data)
     assert len(paths) == 11
@@ -61,18 +64,18 @@ def test_top_k_matches_brute_force(small, cpu, tmp_path):
 def test_results_are_cached_and_invalidated_by_new_images(small, cpu, tmp_path, monkeypatch):
     data = tmp_path / "data"
     _write_images(data, 6)
-    first, _ = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
+    first, _ = find_examples(small, ["features.5"], data, root=tmp_path / "cache", runtime=cpu, k=2)
 
     def no_forward(*args, **kwargs):
         raise AssertionError("cached examples were computed again")
 
     with monkeypatch.context() as patch:
         patch.setattr(dataset, "activations", no_forward)
-        again, report = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
+        again, report = find_examples(small, ["features.5"], data, root=tmp_path / "cache", runtime=cpu, k=2)
     assert report.images == 0 and again == first
 
     _write_images(data / "more", 3, seed=1)
-    changed, report = find_examples(small, ["features.5"], data, tmp_path / "cache", cpu, k=2)
+    changed, report = find_examples(small, ["features.5"], data, root=tmp_path / "cache", runtime=cpu, k=2)
     assert report.images == 9 and changed["features.5"]["images"] == 9
 
 
@@ -80,7 +83,7 @@ def test_bad_examples_folder_is_a_clear_error(small, cpu, tmp_path):
     from atlas.core.errors import AtlasError
 
     with pytest.raises(AtlasError, match="not a folder"):
-        find_examples(small, ["features.5"], tmp_path / "nope", tmp_path, cpu)
+        find_examples(small, ["features.5"], tmp_path / "nope", root=tmp_path, runtime=cpu)
     (tmp_path / "empty").mkdir()
     with pytest.raises(AtlasError, match="no images"):
-        find_examples(small, ["features.5"], tmp_path / "empty", tmp_path, cpu)
+        find_examples(small, ["features.5"], tmp_path / "empty", root=tmp_path, runtime=cpu)

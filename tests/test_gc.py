@@ -157,7 +157,7 @@ def test_gc_after_a_killed_build_spares_live_entries_and_a_concurrent_build(tmp_
 def test_example_crops_are_stored_once_and_gc_keeps_the_named_ones(tiny, cpu, tmp_path):
     from PIL import Image
 
-    from atlas.examples.top import find_examples
+    from atlas.examples.job import find_examples
 
     small = shown_at(tiny, 32)
     data = tmp_path / "data"
@@ -166,7 +166,7 @@ def test_example_crops_are_stored_once_and_gc_keeps_the_named_ones(tiny, cpu, tm
     for i in range(6):
         Image.fromarray(rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)).save(data / f"img{i}.png")
     root = tmp_path / "cache"
-    results, _ = find_examples(small, ["features.5", small.output_layer], data, root, cpu, k=3)
+    results, _ = find_examples(small, ["features.5", small.output_layer], data, root=root, runtime=cpu, k=3)
     named = {item["crop"] for r in results.values() for shown in r["channels"] for item in shown}
     distinct = {(r["layer"], item["file"], tuple(item["box"])) for r in results.values()
                 for shown in r["channels"] for item in shown}

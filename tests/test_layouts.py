@@ -221,14 +221,14 @@ def test_layers_command_shows_layouts_and_why_the_defaults():
 def test_dataset_examples_on_token_layers(vit, cpu, tmp_path):
     from PIL import Image
 
-    from atlas.examples.top import find_examples
+    from atlas.examples.job import find_examples
 
     rng = np.random.default_rng(0)
     (tmp_path / "data").mkdir()
     for i in range(5):
         Image.fromarray(rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)).save(tmp_path / "data" / f"{i}.png")
     block = "encoder.layers.encoder_layer_1"
-    results, _ = find_examples(vit, [block, "heads.head"], tmp_path / "data", tmp_path / "cache", cpu, k=2)
+    results, _ = find_examples(vit, [block, "heads.head"], tmp_path / "data", root=tmp_path / "cache", runtime=cpu, k=2)
     assert len(results[block]["channels"]) == 16 and len(results["heads.head"]["channels"]) == 10
     for shown in results[block]["channels"]:
         assert len(shown) == 2

@@ -1,5 +1,7 @@
 """The build as one library call: background storing, batch sizing, bf16 weights, OOM halving."""
 
+import dataclasses
+
 import threading
 import time
 
@@ -12,8 +14,12 @@ from atlas.store import cache
 from atlas.model import device as devices
 from atlas.core.errors import AtlasError
 from atlas.engine import render as render_module
-from atlas.engine.render import render, render_batch
-from atlas.pipeline import BuildRequest, run_build, selection_of, settings_of
+from atlas.engine import batching
+from atlas.engine.batching import render
+from atlas.engine.render import render_batch
+from atlas.model.runtime import Runtime, resolve_runtime
+from atlas.pipeline import BuildRequest, run_build
+from atlas.pipeline.request import selection_of, settings_of
 from atlas.plan.work import make_plan
 from atlas.core.settings import DEFAULT_RECIPE, Settings
 from atlas.core.units import Unit
@@ -74,7 +80,7 @@ def test_background_and_inline_storing_store_the_same_entries(tiny, cpu, tmp_pat
     for background in (True, False):
         root = tmp_path / str(background)
         plan = make_plan(tiny, units, FAST, root)
-        summary = builds.render_plan(tiny, plan, FAST, root, cpu, batch_size=2, background=background)
+        summary = builds.render_plan(tiny, plan, FAST, dataclasses.replace(cpu, batch_size=2), root=root, background=background)
         assert summary.rendered == 5
         stored[background] = {e.key: [p.read_bytes() for p in e.image_paths] for e in cache.scan(root)}
     assert stored[True] == stored[False] and len(stored[True]) == 5
@@ -85,12 +91,12 @@ def test_background_and_inline_storing_store_the_same_entries(tiny, cpu, tmp_pat
 def test_batch_size_from_memory_arithmetic():
     gb = 1e9
     # 80 GB free, 80 % usable = 64 GB, less 4 GB fixed = 60 GB; 100 MB a view, 2 views an image: 300 images -> 256
-    assert devices.batch_size_from_memory(80 * gb, 0.1 * gb, 2, 4 * gb) == 256
-    assert devices.batch_size_from_memory(80 * gb, 0.1 * gb, 2, 4 * gb, cap=1000) == 256  # a power of two
-    assert devices.batch_size_from_memory(10 * gb, 0.1 * gb, 2) == 32  # 40 images fit -> 32
-    assert devices.batch_size_from_memory(1 * gb, 10 * gb, 2) == 1  # never below one
+    assert batching.batch_size_from_memory(80 * gb, 0.1 * gb, 2, 4 * gb) == 256
+    assert batching.batch_size_from_memory(80 * gb, 0.1 * gb, 2, 4 * gb, cap=1000) == 256  # a power of two
+    assert batching.batch_size_from_memory(10 * gb, 0.1 * gb, 2) == 32  # 40 images fit -> 32
+    assert batching.batch_size_from_memory(1 * gb, 10 * gb, 2) == 1  # never below one
     # a little more or less free memory cuts the same batches
-    assert devices.batch_size_from_memory(10.5 * gb, 0.1 * gb, 2) == devices.batch_size_from_memory(9.8 * gb, 0.1 * gb, 2)
+    assert batching.batch_size_from_memory(10.5 * gb, 0.1 * gb, 2) == batching.batch_size_from_memory(9.8 * gb, 0.1 * gb, 2)
 
 
 def test_batch_size_for_cuda_is_measured_from_two_probes(tiny, monkeypatch):
@@ -99,11 +105,11 @@ def test_batch_size_for_cuda_is_measured_from_two_probes(tiny, monkeypatch):
     state = {"peak": 0}
     probed = []
 
-    def fake_render_batch(model, units, settings, device):
+    def fake_render_batch(model, units, settings, runtime):
         probed.append((units[0].layer, len(units), settings.steps))
         state["peak"] = 1000 * mb + 50 * mb * len(units) * units[0].diversity * settings.recipe_spec.views
 
-    monkeypatch.setattr(builds, "render_batch", fake_render_batch)
+    monkeypatch.setattr(batching, "render_batch", fake_render_batch)
     monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: 0)
     monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda device=None: None)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: state["peak"])
@@ -112,7 +118,8 @@ def test_batch_size_for_cuda_is_measured_from_two_probes(tiny, monkeypatch):
 
     units = [Unit("features.0", i) for i in range(8)] + [Unit("classifier.3", i, "logit") for i in range(10)]
     settings = Settings(size=32, steps=512, precision="fp32")  # views recipe: 2 views an image
-    size = builds.batch_size_for(tiny, units, settings, torch.device("cuda"))
+    cuda = Runtime(torch.device("cuda"), "fp32", torch.float32, cuda_graphs=False)
+    size = batching.batch_size_for(tiny, units, settings, cuda)
     # (40 GB * 0.8 - 1 GB) / (50 MB * 2 views) = 310 images -> capped at 256
     assert size == 256
     # probes run the deepest layer (the most activations kept), 2 steps, two batch sizes
@@ -120,48 +127,49 @@ def test_batch_size_for_cuda_is_measured_from_two_probes(tiny, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (8e9, 80e9))
     # (8 GB * 0.8 - 1 GB) / 100 MB = 54 images -> 32
-    assert builds.batch_size_for(tiny, units, settings, torch.device("cuda")) == 32
+    assert batching.batch_size_for(tiny, units, settings, cuda) == 32
 
 
 # ----------------------------------------------------------------------------- out of memory
 
 def test_out_of_memory_halves_the_batch_and_renders_every_unit(tiny, cpu, monkeypatch):
-    real = render_module.render_batch
+    real = batching.render_batch
     tried = []
 
-    def small_memory(model, units, settings, device):
+    def small_memory(model, units, settings, runtime, **kwargs):
         tried.append(len(units))
         if len(units) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(model, units, settings, device)
+        return real(model, units, settings, runtime, **kwargs)
 
-    monkeypatch.setattr(render_module, "render_batch", small_memory)
+    monkeypatch.setattr(batching, "render_batch", small_memory)
     units = [Unit("features.5", i) for i in range(7)]
-    results = [r for batch in render(tiny, units, FAST, cpu, batch_size=8) for r in batch]
+    results = [r for batch in render(tiny, units, FAST, dataclasses.replace(cpu, batch_size=8)) for r in batch]
     assert [r.unit for r in results] == units
     # one failed try at 7, one at 4 (the halved cut), then batches of at most 2 with no more failures
     assert tried == [7, 4, 2, 2, 2, 1]
 
 
 def test_an_error_that_is_not_out_of_memory_is_raised(tiny, cpu, monkeypatch):
-    def broken(model, units, settings, device):
+    def broken(model, units, settings, runtime, **kwargs):
         raise RuntimeError("something else")
 
-    monkeypatch.setattr(render_module, "render_batch", broken)
+    monkeypatch.setattr(batching, "render_batch", broken)
     with pytest.raises(RuntimeError, match="something else"):
-        list(render(tiny, [Unit("features.5", 0), Unit("features.5", 1)], FAST, cpu, batch_size=2))
+        list(render(tiny, [Unit("features.5", 0), Unit("features.5", 1)], FAST, dataclasses.replace(cpu, batch_size=2)))
 
 
 # ----------------------------------------------------------------------------- bf16 weights
 
-def test_bf16_weights_match_autocast_and_are_restored(tiny, cpu):
+def test_bf16_weights_match_autocast_and_are_restored(tiny):
     settings = FAST.replace(precision="bf16", steps=8)
     units = [Unit("features.5", 2), Unit("classifier.3", 1, "logit")]
     before = {k: v.clone() for k, v in tiny.module.state_dict().items()}
-    plain = [render_batch(tiny, [u], settings, cpu)[0] for u in units]
+    bf16 = resolve_runtime("cpu", "bf16")
+    plain = [render_batch(tiny, [u], settings, bf16)[0] for u in units]
     with devices.weights_in_bf16(tiny.module, "bf16"):
         assert tiny.module.features[0].weight.dtype == torch.bfloat16
-        held = [render_batch(tiny, [u], settings, cpu)[0] for u in units]
+        held = [render_batch(tiny, [u], settings, bf16)[0] for u in units]
     for a, b in zip(plain, held):
         diff = np.abs(a.images[0].astype(int) - b.images[0].astype(int))
         assert diff.mean() <= 0.5 and diff.max() <= 8, (diff.mean(), diff.max())

@@ -5,6 +5,8 @@ tests/test_cli.py already covers the table of bad inputs, one SIGKILL-and-resume
 and torchrun; tests/test_build.py one truncated image and the NaN retry.
 """
 
+import dataclasses
+
 import errno
 import hashlib
 import json
@@ -217,19 +219,19 @@ def test_a_batch_cut_short_while_storing_resumes_to_the_same_bytes(tiny, cpu, tm
              Unit("classifier.3", 5, "logit")]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     plan = make_plan(tiny, units, settings, whole)
-    render_plan(tiny, plan, settings, whole, cpu, batch_size=2)
+    render_plan(tiny, plan, settings, dataclasses.replace(cpu, batch_size=2), root=whole)
     expected = audit(whole)
     shutil.copytree(whole, cut)
     lost = [units[0], units[3], units[4], units[7]]  # one unit of each batch never got stored
     for unit in lost:
         cache._entry_dir(cut, plan.keys[unit]).joinpath(f"{plan.keys[unit]}.json").unlink()
 
-    import atlas.engine.render as render_module
-    ran, real = [], render_module.render_batch
-    monkeypatch.setattr(render_module, "render_batch", lambda model, batch, *a, **k: ran.append(list(batch)) or real(model, batch, *a, **k))
+    import atlas.engine.batching as batching
+    ran, real = [], batching.render_batch
+    monkeypatch.setattr(batching, "render_batch", lambda model, batch, *a, **k: ran.append(list(batch)) or real(model, batch, *a, **k))
     resumed = make_plan(tiny, units, settings, cut)
     assert resumed.todo == lost
-    summary = render_plan(tiny, resumed, settings, cut, cpu, batch_size=2)
+    summary = render_plan(tiny, resumed, settings, dataclasses.replace(cpu, batch_size=2), root=cut)
     assert summary.rendered == 4 and summary.cached == 4
     assert ran == [units[0:2], units[2:4], units[4:6], units[6:8]]   # the uninterrupted build's batches
     entries = audit(cut)

@@ -60,15 +60,13 @@ def relaxed_max_pooling(module: nn.Module):
         yield
 
 
-def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor,
-                 precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectors [B, k, C] at `cells` [B, k, 2] (row, column) of `layer`'s map, and their
     attributions [B, k, classes] to every logit, for input batch `x`.
 
-    Always in fp32, whatever `precision`: under autocast, forward-mode tangents and
-    their primals end up in different dtypes (torch 2.14 on a CPU: "Input type and
+    Always in fp32, whatever the pass's precision: under autocast, forward-mode tangents
+    and their primals end up in different dtypes (torch 2.14 on a CPU: "Input type and
     weight type should be the same" at the first convolution after a batch norm)."""
-    del precision
     layout = model.layer(layer).layout
     module = dict(model.module.named_modules())[layer]
     rows, k = x.shape[0], cells.shape[1]
@@ -110,9 +108,9 @@ class AtlasSampler:
     photos at their seeded positions, per layer. Memory: the samples, never the dataset."""
 
     def __init__(self, model: Model, layers: list[str], per_image: int, seed: int, chosen: set[int] | None,
-                 precision: str = "fp32", attribute: bool = True):
+                 attribute: bool = True):
         self.model, self.per_image, self.seed, self.chosen = model, per_image, seed, chosen
-        self.precision, self.attribute = precision, attribute
+        self.attribute = attribute
         self.layers = frozenset(layers)
         self.samples: dict[str, dict[str, list]] = {layer: {"vectors": [], "attributions": [], "images": [],
                                                             "where": []} for layer in layers}
@@ -129,7 +127,7 @@ class AtlasSampler:
             maps = batch.acts[layer]
             cells = torch.from_numpy(grid_cells(where, maps.shape[2], maps.shape[3]))
             if self.attribute:
-                vectors, attributed = attributions(self.model, x, layer, cells, self.precision)
+                vectors, attributed = attributions(self.model, x, layer, cells)
             else:
                 ys, xs = cells.reshape(-1, 2).to(maps.device).unbind(1)
                 vectors, attributed = maps[rows.repeat_interleave(self.per_image), :, ys, xs], None

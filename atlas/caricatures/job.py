@@ -12,6 +12,7 @@ beside the cache for the site (`atlas.store.photos`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..data import photos as photo_files
@@ -20,6 +21,7 @@ from ..pictures.render import Summary, render_plan
 from ..core.errors import AtlasError
 from ..core.kinds import Page, kind
 from ..model.classifier import Model
+from ..model.runtime import Runtime
 from ..engine.caricatures import DEFAULT_POWER
 from ..core.settings import Settings
 from ..store import photos as stored_photos
@@ -52,19 +54,33 @@ def caricature_layers(model: Model, units: list[Unit]) -> list[str]:
                   key=lambda n: model.layer(n).position)
 
 
-def render_caricatures(model: Model, layers: list[str], folder: Path, count: int, settings: Settings, root: Path,
-                       device, power: float = DEFAULT_POWER, on_batch=lambda n: None,
-                       option: str = "--caricatures") -> Summary:
-    """Caricatures of the first `count` readable photos of `folder` at every layer in
-    `layers`, cached like every render. Settings are the build's with Lucid's views."""
-    chosen = settings.replace(recipe=RECIPE)
+@dataclass(frozen=True)
+class CaricaturesRequest:
+    """What a build asks of caricatures: the first `photos` readable photos of `folder`."""
+    folder: Path
+    photos: int = DEFAULT_PHOTOS
+    steps: int | None = None          # None: the build's steps
+    option: str = "--caricatures"     # the option that named the folder, for messages
+    power: float = DEFAULT_POWER
+
+
+def check(request: CaricaturesRequest) -> list[Path]:
+    """The photos a request will imitate: a bad folder fails now, before any rendering."""
+    return choose_photos(request.folder, request.photos, request.option)
+
+
+def render_caricatures(model: Model, layers: list[str], request: CaricaturesRequest, *, settings: Settings,
+                       runtime: Runtime, root: Path, on_batch=lambda n: None) -> Summary:
+    """Caricatures of the request's photos at every layer in `layers`, cached like every
+    render. Settings are the build's with Lucid's views (and the request's steps)."""
+    chosen = settings.replace(recipe=RECIPE, **({"steps": request.steps} if request.steps else {}))
     images, units = {}, []
-    for path in choose_photos(folder, count, option):
+    for path in check(request):
         pixels = photo_files.model_view(path, chosen.size)
-        key = stored_photos.store(root, pixels, path.relative_to(folder).as_posix())
+        key = stored_photos.store(root, pixels, path.relative_to(request.folder).as_posix())
         images[key] = photo_files.as_tensor(pixels)
-        units += caricature_units(layers, key, power)
+        units += caricature_units(layers, key, request.power)
     plan = plans.make_plan(model, units, chosen, root)
     # All layers of one photo in one batch: the batch key keeps photos apart.
-    return render_plan(model, plan, chosen, root, device, batch_size=max(1, len(layers)), on_batch=on_batch,
-                       photos=images)
+    return render_plan(model, plan, chosen, replace(runtime, batch_size=max(1, len(layers))), root=root,
+                       on_batch=on_batch, photos=images)

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..core import layouts
 from .weights import MAX_WINDOW, MIN_MAP, expanded_weights, linearized, strides
 from ..core.kinds import Page
 from ..model.classifier import Model
+from ..model.runtime import Runtime
 from ..model.spec import family_of
 from ..store import circuits as stored
 from ..store.circuits import Pair
@@ -55,7 +55,7 @@ def rendered_pairs(model: Model, units) -> list[tuple[str, str]]:
     return pairs
 
 
-def connect(model: Model, pairs: list[tuple[str, str]], root: Path, device: torch.device,
+def connect(model: Model, pairs: list[tuple[str, str]], *, root: Path, runtime: Runtime,
             chunk: int | None = None) -> tuple[int, float]:
     """Compute and cache every pair not cached yet; return (pairs computed, seconds)."""
     todo = [(s, t, pair_key(model, s, t)) for s, t in pairs]
@@ -63,6 +63,7 @@ def connect(model: Model, pairs: list[tuple[str, str]], root: Path, device: torc
     if not todo:
         return 0, 0.0
     start = time.perf_counter()
+    device = runtime.device
     net = linearized(model.module).to(device).float()
     stride = strides(model, net, device) if any(not skip_reason(model, s, t) for s, t, _ in todo) else {}
     for source, target, key in todo:

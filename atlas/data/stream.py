@@ -1,15 +1,12 @@
-"""One streaming pass over a folder of photos, shared by every pass that reads real images.
+"""One streaming pass over a source of photos, shared by every feature that reads real images.
 
     source ──► workers decode and frame each image (and its concept labels) ──► batches
     batches ──► the device: one forward to every layer any consumer asks for
             ──► each consumer's `update` (top-k examples, quantile sketches, IoU counts, atlas samples)
 
-A *source* lists the images and loads one of them as the model sees it: pixels
-framed the way the model's evaluation frames them, plus, for concept datasets,
-per-pixel and whole-image labels at the mask resolution. Loading runs in
-DataLoader worker processes, so decoding overlaps the forward pass. An image
-that does not decode is skipped with a warning and counted (`PassReport.skipped`);
-the pass goes on.
+Loading runs in DataLoader worker processes (`atlas.data.sources` says what a
+source is), so decoding overlaps the forward pass. An image that does not decode
+is skipped with a warning and counted (`PassReport.skipped`); the pass goes on.
 
 Consumers keep bounded state that merges exactly, so memory grows with the
 units and samples, never with the dataset, and shards of a folder can be merged.
@@ -21,87 +18,17 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-import joblib
 import numpy as np
 import torch
 
-from ..model import device as devices
-from . import photos
 from ..core.errors import AtlasError
 from ..model.classifier import Model, normalize
 from ..model.forward import activations
-
-
-@dataclass
-class Item:
-    """One image as a source loads it."""
-    pixels: np.ndarray                       # uint8 [S, S, 3], the model's view
-    maps: np.ndarray | None = None           # int32 [M, R, R]: concept index per pixel, -1 where unlabelled
-    map_categories: tuple[int, ...] = ()     # category of each map
-    whole: tuple[int, ...] = ()              # concepts that cover the whole image (scene, texture)
-
-
-class Source(Protocol):
-    """What a pass reads: images in a fixed order, each loadable alone (in a worker)."""
-    root: Path
-    option: str                              # the command-line option that named it, for messages
-
-    def __len__(self) -> int: ...
-
-    def name(self, index: int) -> str: ...   # the image's path relative to `root`
-
-    def load(self, index: int) -> Item: ...  # raises photos.UnreadableImage for a broken file
-
-    def fingerprint(self) -> str: ...
-
-
-@dataclass
-class ImageFolder:
-    """Every image under a folder, framed as the model's evaluation frames it."""
-    root: Path
-    paths: tuple[Path, ...]
-    size: int                                 # side of the view
-    resize: int                               # shorter side before the centre crop
-    option: str = "--examples"
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def name(self, index: int) -> str:
-        return self.paths[index].relative_to(self.root).as_posix()
-
-    def load(self, index: int) -> Item:
-        return Item(photos.model_view(self.paths[index], self.size, self.resize))
-
-    def fingerprint(self) -> str:
-        return files_fingerprint(self.root, self.paths)
-
-
-def image_folder(folder: Path, model: Model, option: str = "--examples") -> ImageFolder:
-    size, resize = view_side(model)
-    return ImageFolder(Path(folder), tuple(photos.list_images(Path(folder), option)), size, resize, option)
-
-
-def view_side(model: Model) -> tuple[int, int]:
-    """(crop, resize): the side natural images are shown to the model at, and the
-    shorter side they are first resampled to, in the ratio of the model's own evaluation."""
-    size = model.input_size
-    return size, round(size * model.spec.resize_size / model.spec.crop_size)
-
-
-def files_fingerprint(root: Path, paths: Sequence[Path]) -> str:
-    """Names, sizes and modification times: adding, removing or rewriting a file changes it."""
-    stats = [(p.relative_to(root).as_posix(), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    return joblib.hash(stats)
-
-
-def shard_indices(count: int, shard: tuple[int, int]) -> list[int]:
-    """Shard K of N (1-based): every N-th image, so shards are alike in content."""
-    k, n = shard
-    return list(range(k - 1, count, n))
+from ..model.runtime import Runtime
+from . import photos
+from .sources import Item, Source
 
 
 @dataclass
@@ -168,17 +95,18 @@ def default_workers() -> int:
     return max(0, min(8, (os.cpu_count() or 1) - 1))
 
 
-def stream(model: Model, source: Source, consumers: Sequence[Consumer], device: torch.device,
-           batch_size: int = 32, workers: int | None = None, indices: Sequence[int] | None = None,
-           precision: str = "fp32", on_batch: Callable[[int], None] = lambda n: None) -> PassReport:
-    """Feed every image of `source` (or those at `indices`) to every consumer, batch by batch.
+def stream(model: Model, source: Source, consumers: Sequence[Consumer], runtime: Runtime, *,
+           indices: Sequence[int] | None = None, on_batch: Callable[[int], None] = lambda n: None) -> PassReport:
+    """Feed every image of `source` (or those at `indices`) to every consumer, batch by batch
+    (`runtime.photos_per_batch` photos, decoded by `runtime.workers` processes).
 
     One forward pass per batch reaches every layer any consumer names; it runs
     without gradients (a consumer that needs them takes `Batch.model_input`)."""
     chosen = list(range(len(source))) if indices is None else list(indices)
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if runtime.workers is None else runtime.workers
+    device = runtime.device
     loader = torch.utils.data.DataLoader(
-        _Loaded(source, chosen), batch_size=batch_size, shuffle=False, num_workers=workers,
+        _Loaded(source, chosen), batch_size=runtime.photos_per_batch, shuffle=False, num_workers=workers,
         collate_fn=_collate, worker_init_fn=_one_thread if workers else None,
         prefetch_factor=2 if workers else None, persistent_workers=False)
     layers = set().union(*(c.layers for c in consumers)) if consumers else set()
@@ -201,7 +129,7 @@ def stream(model: Model, source: Source, consumers: Sequence[Consumer], device: 
         x = normalize(model, images).contiguous(memory_format=torch.channels_last)
         acts: dict[str, Any] = {}
         if layers:
-            with torch.no_grad(), devices.autocast(device, precision):
+            with torch.no_grad(), runtime.autocast():
                 acts = activations(model, x, layers)
             acts = {name: value.float() for name, value in acts.items()}
         batch = Batch(ids, images, acts, x, [item for _, item in good])

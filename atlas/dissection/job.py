@@ -1,9 +1,9 @@
-"""One model's layers dissected against one concept dataset, in two streaming passes.
+"""One model's layers dissected against one concept dataset, in two stages of the dataset pass.
 
-    pass 1  per-unit quantile sketches (can ride on the pass that finds dataset examples)
-            -> each shard stores its sketch; once all are in, the merged thresholds
-    pass 2  IoU counts under those thresholds
-            -> each shard stores its counts; once all are in, the merged result per layer
+    stage 0  per-unit quantile sketches (can ride on the read that finds dataset examples)
+             -> each shard stores its sketch; once all are in, the merged thresholds
+    stage 1  IoU counts under those thresholds
+             -> each shard stores its counts; once all are in, the merged result per layer
 
 Each step is stored whole or not at all and named by the layer's key, so a killed
 run does the unfinished pass of its own shard again, and a finished one computes
@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.text import format_duration, plural
+from ..data.concepts import open_concepts
 from ..data.concepts.vocabulary import Concepts
+from ..data.passes import DatasetContext, Ride
 from ..data.stream import PassReport
 from ..model.classifier import Model
+from ..model.runtime import Runtime
 from ..store import dissection as stored
 from ..store.dissection import LayerDissection, Setup
 from . import sketch
@@ -31,15 +35,27 @@ from .counts import IoUCounter, QuantileCounter
 DEFAULT_QUANTILE = 0.005   # NetDissect: a unit's region is where it is in its top 0.5 % of activations
 
 
+@dataclass(frozen=True)
+class DissectionRequest:
+    """What a build asks of network dissection: its layers against the concepts of `folder`."""
+    folder: Path
+    quantile: float = DEFAULT_QUANTILE
+    mask_size: int | None = None          # None: half the model's input side (Broden's convention)
+
+
 @dataclass
 class DissectionJob:
     model: Model
     layers: list[str]
-    source: object                           # a concepts source (atlas.concepts)
+    source: object                           # a concepts source (atlas.data.concepts)
     root: Path
     setup: Setup
+    runtime: Runtime
     shard: tuple[int, int] = (1, 1)
     keys: dict[str, str] = field(default_factory=dict)
+    stages: int = 2
+    reports: list[PassReport] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)    # layers waiting for other shards
 
     @property
     def concepts(self) -> Concepts:
@@ -53,7 +69,44 @@ class DissectionJob:
         done = self.results()
         return [layer for layer in self.layers if layer not in done]
 
-    # pass 1 ------------------------------------------------------------------------
+    # the protocol (atlas.data.passes) -----------------------------------------------
+
+    def rides(self, stage: int) -> list[Ride]:
+        mine = None if self.shard == (1, 1) else self.shard
+        if stage == 0:
+            sketches = self.quantile_consumer(self.runtime.device)
+            return [] if sketches is None else [
+                Ride("dissection quantiles", self.source, sketches,
+                     lambda report: self._done(report, self.finish_quantiles(sketches, report)), mine)]
+        self.waiting = self.finish_quantiles(None, PassReport())
+        counter = self.counts_consumer(self.runtime.device)
+        return [] if counter is None else [
+            Ride("dissection IoU", self.source, counter, lambda report: self._done(report, self.store_counts(counter, report)),
+                 self.shard)]
+
+    def _done(self, report: PassReport, _result) -> None:
+        self.reports.append(report)
+
+    def finish(self) -> None:
+        self.waiting = sorted(set(self.waiting) | set(self.merge_counts()))
+
+    def summary(self) -> str:
+        source = self.source
+        what = (f"dissection of {plural(len(self.layers), 'layer')} against {source.root} "
+                f"({source.kind}, {plural(len(self.concepts.names), 'concept')})")
+        if self.waiting:
+            k, n = self.shard
+            return (f"{what}: shard {k}/{n} stored its part; {len(self.waiting)} layers wait for the other shards: "
+                    "run the same command again once every shard has finished")
+        results = self.results().values()
+        detectors = sum(sum(result.detects(u) is not None for u in range(result.units)) for result in results)
+        units = sum(result.units for result in results)
+        read = [r for r in self.reports if r.images]
+        rates = ", ".join(f"{r.rate:.1f} images/s" for r in read)
+        return (f"{what}: {detectors} of {units} units detect a concept (IoU >= 0.04)"
+                + (f"; {rates}, {format_duration(sum(r.seconds for r in read))}" if read else "; from cache"))
+
+    # stage 0 ------------------------------------------------------------------------
 
     def quantile_consumer(self, device) -> QuantileCounter | None:
         """Sketches for the layers whose thresholds are not known and whose shard has none stored."""
@@ -86,7 +139,7 @@ class DissectionJob:
                                     {**meta, "saturated": int(sketch.saturated(arrays["counts"], self.setup.quantile).sum())})
         return waiting
 
-    # pass 2 ------------------------------------------------------------------------
+    # stage 1 ------------------------------------------------------------------------
 
     def counts_consumer(self, device) -> IoUCounter | None:
         thresholds = {}
@@ -99,16 +152,18 @@ class DissectionJob:
             return None
         return IoUCounter(thresholds, self.concepts, self.setup.mask_size, device)
 
-    def finish_counts(self, consumer: IoUCounter | None, report: PassReport) -> list[str]:
-        """Store this shard's counts, then merge every layer whose shards are all in into its
-        result; returns the layers still waiting for other shards."""
-        if consumer is not None:
-            for layer, counts in consumer.counts.items():
-                stored.store_partial(self.root, self.keys[layer], "counts", self.shard,
-                                     {"intersection": counts.intersection.cpu().numpy(),
-                                      "activation": counts.activation.cpu().numpy(),
-                                      "ground": counts.ground.cpu().numpy()},
-                                     {"images": report.images, "skipped": len(report.skipped)})
+    def store_counts(self, consumer: IoUCounter, report: PassReport) -> None:
+        """Store this shard's counts."""
+        for layer, counts in consumer.counts.items():
+            stored.store_partial(self.root, self.keys[layer], "counts", self.shard,
+                                 {"intersection": counts.intersection.cpu().numpy(),
+                                  "activation": counts.activation.cpu().numpy(),
+                                  "ground": counts.ground.cpu().numpy()},
+                                 {"images": report.images, "skipped": len(report.skipped)})
+
+    def merge_counts(self) -> list[str]:
+        """Merge every layer whose shards' counts are all in into its result; returns the
+        layers still waiting for other shards."""
         waiting = []
         for layer in self._todo():
             key = self.keys[layer]
@@ -127,11 +182,18 @@ class DissectionJob:
         return waiting
 
 
-def dissection_job(model: Model, layers: list[str], source, root: Path, quantile: float = DEFAULT_QUANTILE,
-                   shard: tuple[int, int] = (1, 1), precision: str = "fp32") -> DissectionJob:
+def dissection_job(model: Model, layers: list[str], source, *, root: Path, runtime: Runtime,
+                   quantile: float = DEFAULT_QUANTILE, shard: tuple[int, int] = (1, 1)) -> DissectionJob:
     """The job for `layers` (spatial ones; a flat layer has no map to compare with masks)."""
     spatial = [layer for layer in layers if model.layer(layer).layout.spatial]
     setup = Setup(str(source.root), source.kind, source.fingerprint(), float(quantile), int(source.mask_size),
-                  precision)
+                  runtime.precision)
     keys = {layer: stored.layer_key(model.name, model.fingerprint, layer, setup) for layer in spatial}
-    return DissectionJob(model, spatial, source, Path(root), setup, shard, keys)
+    return DissectionJob(model, spatial, source, Path(root), setup, runtime, shard, keys)
+
+
+def job_for_build(context: DatasetContext, request: DissectionRequest) -> DissectionJob:
+    """The build's dissection (every process counts its share of the images), the concepts opened now."""
+    source = open_concepts(request.folder, context.model, request.mask_size)
+    return dissection_job(context.model, list(context.layers), source, root=context.root, runtime=context.runtime,
+                          quantile=request.quantile, shard=context.shard)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..model import device as devices
 from ..core.errors import AtlasError
 from ..model.classifier import normalize
 from ..model.forward import activations
@@ -65,7 +64,7 @@ def _targets(rows: list["Unit"], ctx: "Context") -> dict[tuple[str, str], torch.
             raise AtlasError(f"caricature of photo {photo}: the photo was not given to the render")
         image = ctx.photos[photo].to(ctx.device)[None]
         layers = {layer for p, layer in wanted if p == photo}
-        with torch.no_grad(), devices.autocast(ctx.device, ctx.precision):
+        with torch.no_grad(), ctx.runtime.autocast():
             acts = activations(ctx.model, normalize(ctx.model, image), layers)
         for layer in layers:
             ctx.memo[("target", photo, layer)] = acts[layer][0].float().detach()

@@ -22,8 +22,8 @@ from typing import Callable
 
 import torch
 
-from ..model import device as devices
 from ..model.classifier import Model, normalize
+from ..model.runtime import Runtime
 from ..core.settings import OPTIMIZERS, Recipe
 from . import objectives, transforms
 from ..model.forward import activations
@@ -50,8 +50,7 @@ class Problem:
     spread: Objective | None           # the diversity term, when copies are pushed apart
     sign: float
     layers: set[str]
-    precision: str
-    image_dtype: torch.dtype           # the image side's dtype: bf16 end to end on CUDA in bf16
+    runtime: Runtime                   # device, precision, the image side's dtype, CUDA graphs
 
 
 _warned: set[str] = set()
@@ -66,11 +65,11 @@ def _warn_once(reason: str) -> None:
 def _step(problem: Problem, views: torch.Tensor, optimizer: torch.optim.Optimizer) -> torch.Tensor:
     """One step: the score of every view (detached), after the optimizer moved."""
     recipe, per_image = problem.recipe, problem.recipe.views
-    image = problem.to_image(problem.params, problem.image_dtype)
+    image = problem.to_image(problem.params, problem.runtime.image_dtype)
     # Views are resampled to a side the model's input rule allows (ViT: exactly 224).
     x = normalize(problem.model, transforms.apply(recipe, image, views, problem.noise))
     x = x.contiguous(memory_format=torch.channels_last)
-    with devices.autocast(x.device, problem.precision):
+    with problem.runtime.autocast():
         acts = activations(problem.model, x, problem.layers)
     score = problem.measure(acts)
     goal = problem.sign * score if problem.spread is None else problem.sign * score + problem.spread(acts)
@@ -98,11 +97,12 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def optimize(problem: Problem, rates: list[float], redirect_steps: int, graphs: bool) -> torch.Tensor:
+def optimize(problem: Problem, rates: list[float], redirect_steps: int) -> torch.Tensor:
     """Run every step; returns the curve [steps, images]: each image's mean score over its views."""
     params, steps = problem.params, len(rates)
     per_image = problem.recipe.views
     images = params.shape[0]
+    graphs = problem.runtime.cuda_graphs
     optimizer = make_optimizer(problem.recipe, params, rates[0], graphs)
     curve = torch.zeros(steps, images, device=params.device)
     graph = static_views = static_score = None

@@ -13,20 +13,19 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import torch
 
-from ..model import device as devices
-from ..core.batches import batch_key, batches, cut
-from ..model.classifier import Model, normalize
+from ..core.batches import batch_key
 from ..core.settings import Settings
 from ..core.units import Unit
+from ..model.classifier import Model, normalize
+from ..model.forward import activations
+from ..model.runtime import Runtime
 from . import objectives, param, transforms
 from .builders import build
 from .context import Context
-from ..model.forward import activations
 from .loop import Problem, optimize
 
 
@@ -52,32 +51,6 @@ class Rendered:
 TOP_LABELS = 5
 
 
-def render(model: Model, units: list[Unit], settings: Settings, device: torch.device,
-           batch_size: int | None = None, photos: dict | None = None) -> Iterator[list[Rendered]]:
-    """Render `units` batch by batch, yielding each batch's results as it finishes.
-
-    Frozen weights are held in bf16 while it runs, when the settings render in
-    bf16. On CUDA out-of-memory the batch is split in two and every batch still
-    to come is cut to the halved size.
-    """
-    size = batch_size or devices.default_batch_size(device, settings)
-    pending = batches(units, size)
-    with devices.weights_in_bf16(model.module, settings.precision):
-        while pending:
-            batch = pending.pop(0)
-            try:
-                # Photos only when some objective needs them: wrappers of render_batch keep its four arguments.
-                results = render_batch(model, batch, settings, device, **({"photos": photos} if photos else {}))
-            except RuntimeError as err:
-                if not devices.is_out_of_memory(err) or len(batch) == 1:
-                    raise
-                devices.empty_cache(device)
-                size = max(1, -(-min(size, len(batch) * batch[0].diversity) // 2))  # half, rounded up
-                pending = [part for b in [batch] + pending for part in cut(b, size)]
-                continue
-            yield results
-
-
 def image_seed(settings: Settings, unit: Unit, copy: int) -> int:
     """The seed of one image: a function of the unit alone, never of its batch."""
     text = f"{settings.seed}|{unit.layer}|{unit.index}|{unit.objective}|{unit.negative}|{unit.diversity}|{copy}"
@@ -98,15 +71,18 @@ def diversity_layer(model: Model, unit: Unit) -> str:
     return max([l for l in spatial if l.default] or spatial, key=lambda l: l.position).name
 
 
-def render_batch(model: Model, units: list[Unit], settings: Settings, device: torch.device,
+def render_batch(model: Model, units: list[Unit], settings: Settings, runtime: Runtime, *,
                  photos: dict | None = None) -> list[Rendered]:
-    """Optimize one image per unit and copy; all units must share a batch key."""
+    """Optimize one image per unit and copy; all units must share a batch key. `photos`
+    (digest -> image) feed objectives that imitate a photo (caricatures)."""
     if len({batch_key(u) for u in units}) != 1:
         raise ValueError("a batch must hold units of one layer, objective, sign and diversity")
+    if settings.precision != runtime.precision:
+        raise ValueError(f"the settings render in {settings.precision}, the runtime computes in {runtime.precision}")
+    device = runtime.device
     start = time.perf_counter()
     first, copies = units[0], units[0].diversity
     items = [(u, c) for u in units for c in range(copies)]
-    precision = settings.precision
 
     image_param = param.make(settings.param, settings.size, settings.decay_power, device)
     recipe = settings.recipe_for(first)
@@ -117,7 +93,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
     noise = torch.stack(fields).to(device) if fields[0] is not None else None
     per_image = recipe.views
 
-    context = Context(model, device, precision, photos or {})
+    context = Context(model, runtime, photos or {})
     measure = build([u for u, _ in items for _ in range(per_image)], context)
     layers = set(measure.layers)
     spread = None
@@ -129,15 +105,14 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, device: to
         layers |= spread.layers
 
     problem = Problem(model, image_param.to_image, params, recipe, view_params, noise, measure, spread,
-                      -1.0 if first.negative else 1.0, layers, precision, devices.image_dtype(device, precision))
-    curve = optimize(problem, learning_rates(settings, first), settings.redirect_steps,
-                     devices.use_cuda_graphs(device))
+                      -1.0 if first.negative else 1.0, layers, runtime)
+    curve = optimize(problem, learning_rates(settings, first), settings.redirect_steps)
 
     with torch.no_grad():
         images = image_param.to_image(params)
         # One pass to the logits scores the unit and says what the model calls the image.
         wanted = set(measure.layers) | {model.output_layer}
-        with devices.autocast(device, precision):
+        with runtime.autocast():
             acts = activations(model, normalize(model, images).contiguous(memory_format=torch.channels_last), wanted)
         final = build([u for u, _ in items], context)(acts)
         probs = torch.softmax(acts[model.output_layer].float(), dim=1)

@@ -1,6 +1,6 @@
 """Dataset examples: the natural images that excite each unit most.
 
-A consumer of the shared dataset pass (`atlas.dataset`) keeps, for every channel
+A consumer of the shared dataset pass (`atlas.data.stream`) keeps, for every channel
 of the chosen layers, the top-k images by the same objective the visualization
 maximizes (a channel's mean activation, a class logit), with the position of
 the channel's strongest response; a crop of its receptive field there is
@@ -17,14 +17,14 @@ channels (and layers) share the same image and box, and store it only once.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..data import stream as dataset, photos
+from ..data import photos, sources
+from ..data.sources import Source
 from ..model.classifier import Model, normalize
 from ..model.forward import activations
 from ..store import examples as stored
@@ -37,7 +37,7 @@ CROP_SIDE = 112  # px of the stored crops (JPEG)
 def preprocess(path: Path, model: Model) -> torch.Tensor | None:
     """The model's evaluation view of the image at `path`, [3, S, S] in [0, 1]; None when unreadable."""
     try:
-        return photos.as_tensor(photos.model_view(path, *dataset.view_side(model)))
+        return photos.as_tensor(photos.model_view(path, *sources.view_side(model)))
     except photos.UnreadableImage:
         return None
 
@@ -85,57 +85,6 @@ class TopExamples:
                                           positions.transpose(0, 1), self.k)
 
 
-@dataclass
-class ExamplesPass:
-    """Dataset examples for some layers of a model over one source: what is cached, the
-    consumer that finds the rest in a shared streaming pass, and `finish` to store it."""
-    model: Model
-    source: dataset.Source
-    root: Path
-    k: int
-    keys: dict[str, str]
-    results: dict[str, dict | None]
-
-    @property
-    def missing(self) -> list[str]:
-        return [layer for layer, result in self.results.items() if result is None]
-
-    def consumer(self) -> TopExamples | None:
-        return TopExamples(self.missing, self.k) if self.missing else None
-
-    def finish(self, consumer: TopExamples | None, report: dataset.PassReport, device: torch.device) -> dict[str, dict]:
-        for layer in self.missing:
-            if consumer is None or consumer.best.get(layer) is None:
-                continue   # no readable image: nothing to store
-            self.results[layer] = _store_layer(self, layer, consumer.best[layer], consumer.grids.get(layer),
-                                               report.images, device)
-        return {layer: result for layer, result in self.results.items() if result is not None}
-
-
-def examples_pass(model: Model, layers: list[str], source: dataset.Source, root: Path, k: int = 9,
-                  precision: str = "fp32") -> ExamplesPass:
-    fingerprint = source.fingerprint()
-    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, fingerprint, k, model.input_size,
-                                       precision) for layer in layers}
-    return ExamplesPass(model, source, Path(root), k, keys, {layer: stored.load(root, key) for layer, key in keys.items()})
-
-
-def find_examples(model: Model, layers: list[str], folder: Path, root: Path, device: torch.device,
-                  k: int = 9, batch_size: int = 32, on_batch=lambda n: None, workers: int | None = None,
-                  precision: str = "fp32") -> tuple[dict[str, dict], dataset.PassReport]:
-    """Top-k examples for every channel of `layers`, from the cache or one streaming pass.
-
-    Returns ({layer: stored result}, the pass's report: images read, skipped, seconds;
-    an empty report when everything was cached)."""
-    job = examples_pass(model, layers, dataset.image_folder(folder, model), root, k, precision)
-    consumer = job.consumer()
-    report = dataset.PassReport()
-    if consumer is not None:
-        report = dataset.stream(model, job.source, [consumer], device, batch_size, workers, precision=precision,
-                                on_batch=on_batch)
-    return job.finish(consumer, report, device), report
-
-
 def _merge_top(current, values, ids, positions, k):
     """Running top-k along dim 1 of per-channel candidates."""
     if current is not None:
@@ -147,8 +96,10 @@ def _merge_top(current, values, ids, positions, k):
     return top.values, ids.gather(1, pick), positions.gather(1, pick[..., None].expand(-1, -1, 2))
 
 
-def _store_layer(job: ExamplesPass, layer: str, best, grid, images: int, device) -> dict:
-    model, source, size = job.model, job.source, job.model.input_size
+def store_layer(model: Model, source: Source, root: Path, key: str, layer: str, top: TopExamples, images: int,
+                device) -> dict:
+    """Crop and store one layer's top examples (each photo decoded once); the stored result."""
+    best, grid, size = top.best[layer], top.grids.get(layer), model.input_size
     values, ids, positions = (t.cpu() for t in best)
     side = receptive_field(model, layer, size, device) if grid else size
     views: dict[int, np.ndarray] = {}   # channels share their top images: decode each once
@@ -163,10 +114,10 @@ def _store_layer(job: ExamplesPass, layer: str, best, grid, images: int, device)
                 if image_id not in views:
                     views[image_id] = source.load(image_id).pixels
                 crop = views[image_id][box[1]:box[3], box[0]:box[2]]
-                crops[(image_id, box)] = stored.store_crop(job.root, _jpeg(crop))
+                crops[(image_id, box)] = stored.store_crop(root, _jpeg(crop))
             examples.append(Example(source.name(image_id), float(values[channel, rank]), box, crops[(image_id, box)]))
         channels.append(examples)
-    return stored.store(job.root, job.keys[layer], LayerExamples(
+    return stored.store(root, key, LayerExamples(
         model.name, model.fingerprint, layer, str(source.root), source.fingerprint(), images,
         int(values.shape[1]), size, side, channels))
 

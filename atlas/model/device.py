@@ -1,8 +1,8 @@
-"""Every decision that depends on the hardware, in one place.
+"""What the hardware is and can do: the device, native bf16, memory errors, and the two
+mechanisms a precision needs (autocast, frozen weights held in bf16).
 
-Which device to run on, whether bf16 autocast pays there, how many images fit
-in one batch, and holding frozen weights in bf16. The rest of the code takes a
-`torch.device` and a precision and never asks the hardware itself.
+`atlas.model.runtime` asks these questions once per build and records the answers;
+the rest of atlas reads the record.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from ..core.errors import AtlasError
-from ..core.settings import Settings
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -88,36 +87,12 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False)
 
 
-def image_dtype(device: torch.device, precision: str) -> torch.dtype:
-    """What the image side (colour, sigmoid, views, normalization) computes in: bf16 on a GPU
-    rendering in bf16, so the model's input needs no cast; fp32 on the CPU, where bf16
-    elementwise kernels are not faster (BENCHMARKS.md, "GPU speed")."""
-    chosen = os.environ.get("ATLAS_IMAGE_DTYPE")   # "fp32" or "bf16": for measuring the difference only
-    if chosen in ("fp32", "bf16"):
-        return torch.bfloat16 if chosen == "bf16" and precision == "bf16" else torch.float32
-    return torch.bfloat16 if device.type == "cuda" and precision == "bf16" else torch.float32
-
-
 def default_atlas_samples(device: torch.device) -> int:
     """Most activation-atlas samples per layer when the user names no number: the layout
     (UMAP) costs about 100 s and 2 GB at 100,000 samples on two cores and grows with
     them (BENCHMARKS.md, "Activation atlas"), and sampling costs one forward-mode pass
     per sample: a GPU machine takes the reference's 100,000, a CPU 20,000."""
     return 100_000 if device.type == "cuda" else 20_000
-
-
-def use_cuda_graphs(device: torch.device) -> bool:
-    """Whether batches replay their step as a CUDA graph: on CUDA unless ATLAS_CUDA_GRAPHS=0
-    (a switch for measuring the difference, never for correctness)."""
-    return device.type == "cuda" and os.environ.get("ATLAS_CUDA_GRAPHS", "1") != "0"
-
-
-# Units in the larger of the two memory probes on CUDA (atlas.build.batch_size_for).
-PROBE_UNITS = 8
-# Share of free GPU memory a batch may plan to use: room for the allocator's
-# fragmentation and for what the probe did not see.
-MEMORY_MARGIN = 0.8
-MAX_BATCH = 256
 
 
 @contextlib.contextmanager
@@ -152,47 +127,6 @@ def _castable(module: nn.Module):
                         for sub in m.modules()}
     return [m for m in module.modules()
             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)) and id(m) not in inside_attention]
-
-
-CPU_VIEWS_PER_BATCH = 16
-
-
-def default_batch_size(device: torch.device, settings: Settings) -> int:
-    """Images per batch without a measurement: on CPU 16 views (measured on 2 cores,
-    EfficientNet-Lite0 at 128 px: 10-22 % faster per unit than 8 views, level with
-    32; BENCHMARKS.md); on CUDA a cautious 60 MB per 224 px view (VGG16
-    forward+backward in bf16) when no probe can be run."""
-    views = settings.recipe_spec.views
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return batch_size_from_memory(free, 60e6 * (settings.size / 224) ** 2, views)
-    return max(1, CPU_VIEWS_PER_BATCH // views)
-
-
-def batch_size_from_probes(free_bytes: float, probes: list[tuple[int, int]], views_per_image: int) -> int:
-    """Images per batch from two measured probes, (views, peak bytes) each, small then large:
-    their difference is the memory of one more view, apart from what any batch needs
-    (cuDNN workspaces, the weights' casts)."""
-    (small_views, small_peak), (large_views, large_peak) = probes
-    if large_views > small_views and large_peak > small_peak:
-        per_view = (large_peak - small_peak) / (large_views - small_views)
-        fixed = max(0.0, small_peak - per_view * small_views)
-    else:  # one unit in the group: count everything as per-view (a conservative size)
-        per_view, fixed = large_peak / large_views, 0.0
-    return batch_size_from_memory(free_bytes, per_view, views_per_image, fixed)
-
-
-def batch_size_from_memory(free_bytes: float, bytes_per_view: float, views_per_image: int,
-                           fixed_bytes: float = 0.0, margin: float = MEMORY_MARGIN,
-                           cap: int = MAX_BATCH) -> int:
-    """How many images fit: what the margin leaves of free memory, less the fixed
-    cost, divided by an image's views. Rounded down to a power of two, so a
-    little more or less free memory on the next run cuts the same batches (and a
-    resumed build stores the same bytes)."""
-    usable = free_bytes * margin - fixed_bytes
-    fits = int(usable // max(bytes_per_view * views_per_image, 1.0))
-    fits = max(1, min(cap, fits))
-    return 1 << (fits.bit_length() - 1)
 
 
 def is_out_of_memory(err: BaseException) -> bool:

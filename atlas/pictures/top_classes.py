@@ -17,8 +17,8 @@ import torch
 from PIL import Image
 
 from ..store import cache
-from ..model import device as devices
 from ..model.classifier import Model, normalize
+from ..model.runtime import Runtime
 from ..model.forward import activations
 from ..engine.render import top_labels
 from ..data.photos import as_tensor
@@ -31,8 +31,7 @@ def missing(root: Path, keys) -> list[cache.Entry]:
     return [e for e in entries if e is not None and e.ok and not e.meta.get("labels")]
 
 
-def backfill(model: Model, entries: list[cache.Entry], root: Path, device: torch.device,
-             precision: str = "fp32", batch: int = 16) -> int:
+def backfill(model: Model, entries: list[cache.Entry], *, root: Path, runtime: Runtime, batch: int = 16) -> int:
     """Compute and store the labels of `entries`; return how many were updated."""
     for first in range(0, len(entries), batch):
         chunk = entries[first:first + batch]
@@ -43,8 +42,8 @@ def backfill(model: Model, entries: list[cache.Entry], root: Path, device: torch
             by_size.setdefault(tuple(image.shape), []).append(i)
         probs: list[torch.Tensor | None] = [None] * len(images)
         for rows in by_size.values():
-            x = torch.stack([images[i] for i in rows]).to(device)
-            with torch.no_grad(), devices.autocast(device, precision):
+            x = torch.stack([images[i] for i in rows]).to(runtime.device)
+            with torch.no_grad(), runtime.autocast():
                 logits = activations(model, normalize(model, x), {model.output_layer})[model.output_layer]
             for i, p in zip(rows, torch.softmax(logits.float(), dim=1).cpu()):
                 probs[i] = p

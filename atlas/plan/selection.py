@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 
 from ..core import kinds
-from . import work as plans
 from ..core.errors import AtlasError
+from ..core.parse import parse_indices, parse_unit
 from ..model.classifier import Model
 from .presets import reference_classes, reference_units
 from ..core.units import Unit
@@ -47,7 +47,7 @@ def select_units(model: Model, selection: Selection) -> list[Unit]:
             kinds.check_layout(selection.objective, layer.name, layer.layout.kind)
             pairs += [(layer.name, i) for i in range(min(layer.channels, selection.channels or layer.channels))]
     for spec in selection.units:
-        pairs += reference_units(model) if spec == "reference" else [plans.parse_unit(model, spec)]
+        pairs += reference_units(model) if spec == "reference" else [checked_unit(model, spec)]
 
     classes = _classes(model, selection.classes)
     base = [Unit(layer, i, selection.objective) for layer, i in dict.fromkeys(pairs)]
@@ -84,6 +84,15 @@ def direction_seed(layer: str, number: int, seed: int = 0) -> int:
     return zlib.crc32(f"direction|{layer}|{number}|{seed}".encode())
 
 
+def checked_unit(model: Model, text: str) -> tuple[str, int]:
+    """A LAYER:INDEX unit the model has."""
+    name, index = parse_unit(text)
+    layer = model.layer(name)
+    if index >= layer.channels:
+        raise AtlasError(f"unit {text!r} is out of range: {layer.name} has {layer.channels} channels")
+    return layer.name, index
+
+
 def _classes(model: Model, spec: str) -> list[int]:
     outputs = model.layer(model.output_layer).channels
     spec = (spec or "none").strip().lower()
@@ -93,6 +102,6 @@ def _classes(model: Model, spec: str) -> list[int]:
         return list(range(outputs))
     if spec == "reference":
         return reference_classes(model)
-    return plans.parse_indices(spec, outputs, "class")
+    return parse_indices(spec, outputs, "class")
 
 

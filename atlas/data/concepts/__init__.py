@@ -18,13 +18,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.errors import AtlasError
-from .vocabulary import Concepts
 
 
 def open_concepts(folder: Path, model, mask_size: int | None = None, option: str = "--dissect"):
     """The concept source a folder holds: Broden (index.csv), a labelled folder
     (labels.json), or else any folder of photos, dissected by colour."""
-    from ..stream import view_side
+    from ..sources import view_side
     from . import broden, colors, folder as labelled
 
     root = Path(folder)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import photos
-from ..stream import Item
+from ..sources import Item
 from ...core.errors import AtlasError
 from .vocabulary import Concepts, label_map, resize_labels, to_indices
 

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from .. import photos
-from ..stream import Item, files_fingerprint, view_side
+from ..sources import Item, files_fingerprint, view_side
 from .vocabulary import Concepts
 
 NAMES = ("black", "blue", "brown", "grey", "green", "orange", "pink", "purple", "red", "white", "yellow")

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from .. import photos
-from ..stream import Item, files_fingerprint, view_side
+from ..sources import Item, files_fingerprint, view_side
 from ...core.errors import AtlasError
 from .vocabulary import Concepts, label_map, resize_labels, to_indices
 
