@@ -53,7 +53,7 @@ def _model(module, name):
 
 def _pair(model, source, target):
     net = circuits.linearized(model.module)
-    return circuits.expanded_weights(model, net, source, target, torch.device("cpu"), chunk=3)
+    return circuits.expanded_weights(model, net, source, target, device=torch.device("cpu"), chunk=3)
 
 
 def test_directly_connected_convs_give_the_kernel():

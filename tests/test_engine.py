@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from atlas.core import kinds
 from atlas.core.errors import AtlasError
 from atlas.model.loading import from_module, load_model
 from atlas.engine import objectives, param, transforms
@@ -121,20 +122,30 @@ def test_same_settings_and_seed_give_the_same_image(tiny, cpu):
     assert not np.array_equal(first.images[0], other_seed.images[0])
 
 
-@pytest.mark.parametrize("unit", [
-    Unit("features.5", 1, "channel"),
-    Unit("features.5", 1, "neuron"),
-    Unit("features.5", 0, "deepdream"),
-    Unit("classifier.3", 4, "logit"),
-    Unit("classifier.3", 4, "prob"),
-    Unit("classifier.3", 4, "logsoftmax"),
-    Unit("classifier.3", 4, "logodds"),
+PHOTO = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(5))
+# A value for every parameter any kind takes: a new kind whose parameters are not here fails below.
+PARAMETERS = {"seed": 3, "weights": tuple(float(v) for v in torch.linspace(-1, 1, 16)), "photo": "a-photo",
+              "power": 1.0, "direction": tuple(float(v) for v in torch.linspace(1, -1, 16))}
+
+
+def unit_of_kind(name: str) -> Unit:
+    """A unit of every registered kind on TinyVGG: class kinds on the logits, the rest on features.5."""
+    entry = kinds.kind(name)
+    return Unit("classifier.3" if entry.is_class else "features.5", 4 if entry.is_class else 1, name,
+                params={p: PARAMETERS[p] for p in entry.params})
+
+
+def test_every_kind_in_the_registry_has_a_builder():
+    assert sorted(kinds.BUILDERS) == sorted(kinds.KINDS)
+
+
+@pytest.mark.parametrize("unit", [unit_of_kind(name) for name in kinds.KINDS] + [
     Unit("features.5", 1, "channel", negative=True),
     Unit("features.5", 1, "channel", diversity=3),
     Unit("classifier.3", 4, "logit", diversity=2),
-])
+], ids=lambda unit: unit.variant)
 def test_every_objective_kind_renders(tiny, cpu, unit):
-    (result,) = render_batch(tiny, [unit], FAST, cpu)
+    (result,) = render_batch(tiny, [unit], FAST, cpu, photos={"a-photo": PHOTO})
     assert result.error is None
     assert len(result.images) == unit.diversity
     for image in result.images:

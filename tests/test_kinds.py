@@ -141,3 +141,13 @@ def test_cached_entries_without_labels_get_them_from_their_stored_images(tmp_pat
     # From the 8-bit image rather than the float one: the same top class, five of them.
     assert [labels[0][0] for labels in back] == [labels[0][0] for labels in fresh]
     assert all(len(labels) == 5 for labels in back)
+
+
+def test_the_registry_refuses_a_second_entry_of_one_name():
+    """torchvision's register_model raises on a duplicate name; so do ours, rather than
+    letting a later entry silently replace an earlier one."""
+    with pytest.raises(ValueError, match="registered already"):
+        kinds.register(kinds.Kind("channel", "channel again"))
+    with pytest.raises(ValueError, match="has a builder already"):
+        kinds.builds("channel")(lambda rows, context: None)
+    assert kinds.kind("channel").label == "channel"

@@ -91,8 +91,8 @@ def test_background_and_inline_storing_store_the_same_entries(tiny, cpu, tmp_pat
 def test_batch_size_from_memory_arithmetic():
     gb = 1e9
     # 80 GB free, 80 % usable = 64 GB, less 4 GB fixed = 60 GB; 100 MB a view, 2 views an image: 300 images -> 256
-    assert batching.batch_size_from_memory(80 * gb, 0.1 * gb, 2, 4 * gb) == 256
-    assert batching.batch_size_from_memory(80 * gb, 0.1 * gb, 2, 4 * gb, cap=1000) == 256  # a power of two
+    assert batching.batch_size_from_memory(80 * gb, 0.1 * gb, 2, fixed_bytes=4 * gb) == 256
+    assert batching.batch_size_from_memory(80 * gb, 0.1 * gb, 2, fixed_bytes=4 * gb, cap=1000) == 256  # a power of two
     assert batching.batch_size_from_memory(10 * gb, 0.1 * gb, 2) == 32  # 40 images fit -> 32
     assert batching.batch_size_from_memory(1 * gb, 10 * gb, 2) == 1  # never below one
     # a little more or less free memory cuts the same batches

@@ -117,17 +117,34 @@ KILL_BUILD = ["build", TINY, "--classes", "all", "--negative", "--size", "32", "
 KILL_UNITS = 2 * (8 + 8 + 16 + 10)  # every channel and class, each also negated: 42 batches of 2
 
 
-def stored(root: Path) -> int:
-    return len(list(root.glob("entries/*/*.json")))
+# Runs the CLI with one of its steps wrapped: at the N-th call of that step (counting from 0)
+# the process kills itself with SIGKILL, before the call runs. The steps are where a build's
+# progress is measured: loading the model and planning (start-up), rendering a batch (the
+# first one is the warm-up before any entry lands) and writing an entry's metadata (the
+# entry's images are on disk, its metadata not yet).
+KILLED_AT = """
+import os, signal, sys
+import atlas.engine.batching as batching, atlas.pipeline.run as run, atlas.store.cache as cache
+step, at = sys.argv[1], int(sys.argv[2])
+owner, name = {"load": (run, "load_model"), "plan": (run.plans, "make_plan"),
+               "batch": (batching, "render_batch"), "entry": (cache, "atomic_write")}[step]
+real, calls = getattr(owner, name), [0]
+def killing(*args, **kwargs):
+    counts = step != "entry" or (args[0].name.endswith(".json") and args[0].parent.parent.name == "entries")
+    if counts:
+        if calls[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        calls[0] += 1
+    return real(*args, **kwargs)
+setattr(owner, name, killing)
+from atlas.cli import main
+main(sys.argv[3:], prog_name="atlas")
+"""
 
 
-def wait_for_entries(root: Path, count: int, process: subprocess.Popen, limit: float | None = None) -> None:
-    """Poll until `count` entries are stored (or `limit` seconds passed). The build must be
-    alive throughout: every caller leaves it more work than it waits for."""
-    start = time.perf_counter()
-    while stored(root) < count and (limit is None or time.perf_counter() - start < limit):
-        assert process.poll() is None, f"the build ended early (exit {process.returncode})"
-        time.sleep(0.002)
+def killed_build(step: str, at: int, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", KILLED_AT, step, str(at), *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 @pytest.mark.slow
@@ -140,41 +157,31 @@ def test_sigkill_at_random_moments_resumes_every_time_and_ends_identical(tmp_pat
     expected = audit(reference)
     assert len(expected) == KILL_UNITS
 
-    # Kill at random points of each phase of a build, each point defined by the build's
-    # progress, never by a clock: start-up (imports, model load, planning: within the
-    # first second, long before the plan line); warm-up (after the plan line, before this
-    # run's first entry lands); and rendering (once 1 to 4 new entries have landed, odd
-    # counts between the two stores of a batch). Every kill leaves the build work to do,
-    # so it is alive when killed, and a dozen kills still leave work for the final run.
+    # Kill at random points of each phase of a build, each point placed by the build's
+    # progress, never by a clock: start-up (as the model loads or the plan is made);
+    # warm-up (as the first batch of this run starts, or as its first entry lands); and
+    # rendering (before the 2nd to 5th new entry lands: odd counts fall between the two
+    # stores of a batch). Every kill leaves the build work to do, and a dozen kills still
+    # leave work for the final run.
     rng = random.Random(20240606)
     rounds = ["start"] * KILLS_IN_START + ["warm-up"] * KILLS_IN_WARM_UP + ["render"] * KILLS_IN_RENDER
     rng.shuffle(rounds)
+    points = {"start": lambda: (rng.choice(["load", "plan"]), 0),
+              "warm-up": lambda: rng.choice([("batch", 0), ("entry", 0)]),
+              "render": lambda: ("entry", rng.randint(1, 4))}
     log = []
     for phase in rounds:
         before = entry_files(killed) if killed.exists() else {}
-        process = atlas_process(*KILL_BUILD, "--cache-dir", killed, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
-        had = sum(name.endswith(".json") for name in before)
-        if phase == "start":
-            time.sleep(rng.uniform(0.05, 1.0))   # python and torch alone take longer to import
-        else:
-            line = process.stdout.readline()  # the plan line, printed just before rendering starts
-            todo = re.search(r"(\d+) to render", line)
-            assert todo and int(todo[1]) > 6, f"too little left to kill after {len(log)} kills: {line!r}"
-            if phase == "warm-up":   # a random moment before the first new entry, or that entry's landing
-                wait_for_entries(killed, had + 1, process, limit=rng.uniform(0, 2.0))
-            else:
-                wait_for_entries(killed, had + rng.randint(1, 4), process)
-        assert process.poll() is None, f"the build ended before kill {len(log) + 1} ({phase}): {log}"
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stdout.close()
-        assert process.returncode == -signal.SIGKILL
+        step, at = points[phase]()
+        process = killed_build(step, at, *KILL_BUILD, "--cache-dir", killed)
+        assert process.returncode == -signal.SIGKILL, \
+            f"the build was not killed at {step} {at} ({phase}) after {log}: {process.stderr[-500:]}"
 
         entries = audit(killed) if (killed / "entries").exists() else {}
         after = entry_files(killed)
         for name, data in before.items():  # finished work is kept, byte for byte
             assert after.get(name) == data, f"{name} changed or vanished at kill {len(log) + 1}"
+        assert len(entries) == sum(name.endswith(".json") for name in before) + (at if step == "entry" else 0)
         log.append((phase, len(entries)))
 
     assert len(log) == KILLS_IN_START + KILLS_IN_WARM_UP + KILLS_IN_RENDER >= 10

@@ -186,3 +186,49 @@ def test_the_torch_blocker_does_block_torch(tmp_path):
 @pytest.mark.parametrize("name", sorted(modules()))
 def test_every_module_belongs_to_a_layer(name):
     layer_of(name)
+
+
+def test_public_functions_take_more_than_four_parameters_by_keyword():
+    """A long positional list is a call site nobody can read (or reorder safely): past the
+    fourth, parameters are keyword-only. Click's commands are called by keyword and exempt."""
+    long = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
+                continue
+            if any("command" in ast.unparse(d) for d in node.decorator_list):
+                continue
+            positional = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+            if len(positional) > 4:
+                long.append(f"atlas.{name}.{node.name}: {', '.join(positional)}")
+    assert long == []
+
+
+def test_no_module_is_longer_than_300_lines():
+    """A module past 300 lines usually holds several jobs."""
+    assert [f"atlas.{name}: {n}" for name, path in modules().items()
+            if (n := len(path.read_text(encoding="utf-8").splitlines())) > 300] == []
+
+
+def test_every_package_folder_is_installed():
+    """pyproject lists the packages (templates live outside the tree): a folder it misses
+    would be absent from a wheel, and only a clean install would notice."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(("atlas",) + p.parent.relative_to(PACKAGE).parts).rstrip(".")
+               for p in PACKAGE.rglob("__init__.py")}
+    assert folders <= listed and "atlas.templates" in listed
+
+
+def test_every_template_the_site_names_exists_and_every_template_is_used():
+    """The templates live beside the package, so the import graph never sees them: check them here."""
+    import re
+
+    site = "\n".join(p.read_text(encoding="utf-8") for p in (PACKAGE / "site").rglob("*.py"))
+    templates = ROOT / "templates"
+    texts = "\n".join(p.read_text(encoding="utf-8") for p in templates.glob("*.html"))
+    named = set(re.findall(r'"([\w-]+\.(?:html|css|js))"', site)) | set(re.findall(r'(?:extends|import|include|from) "([\w-]+\.html)"', texts))
+    files = {p.name for p in templates.iterdir() if p.suffix in (".html", ".css", ".js")}
+    assert named - files == set()
+    assert files - named == set()

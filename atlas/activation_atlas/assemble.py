@@ -80,7 +80,7 @@ def build_atlas(job, layer: str, class_index: int | None = None, on_batch=lambda
     chosen_attributions = attributions[members] if attributions is not None else None
     grids, units = [], {}
     for size in levels:
-        cells = grid.bin_samples(coords, chosen_vectors, chosen_attributions, size, request.min_count)
+        cells = grid.bin_samples(coords, chosen_vectors, chosen_attributions, size=size, min_count=request.min_count)
         grids.append((size, cells))
         for cell in cells:
             unit = Unit(layer, 0, "icon", params={"direction": grid.direction(cell.mean, whiten),

@@ -98,7 +98,7 @@ def cells_of(coords: np.ndarray, size: int) -> np.ndarray:
     return np.minimum(index, size - 1)
 
 
-def bin_samples(coords: np.ndarray, vectors: np.ndarray, attributions: np.ndarray | None, size: int,
+def bin_samples(coords: np.ndarray, vectors: np.ndarray, attributions: np.ndarray | None, *, size: int,
                 min_count: int) -> list[Cell]:
     """The kept cells of one grid, in row-major order."""
     where = cells_of(coords, size)

@@ -26,7 +26,7 @@ from ..store.circuits import Pair
 
 def pair_key(model: Model, source: str, target: str) -> str:
     return stored.pair_key(model.name, model.fingerprint, source, target,
-                           {"max_window": MAX_WINDOW, "min_map": MIN_MAP})
+                           settings={"max_window": MAX_WINDOW, "min_map": MIN_MAP})
 
 
 def skip_reason(model: Model, source: str, target: str) -> str:
@@ -69,8 +69,8 @@ def connect(model: Model, pairs: list[tuple[str, str]], *, root: Path, runtime: 
     for source, target, key in todo:
         reason = skip_reason(model, source, target)
         pair = (_skipped(model, source, target, reason) if reason else
-                expanded_weights(model, net, source, target, device, chunk or (256 if device.type == "cuda" else 128),
-                                 stride))
+                expanded_weights(model, net, source, target, device=device,
+                                 chunk=chunk or (256 if device.type == "cuda" else 128), stride=stride))
         stored.store(root, key, pair)
     return len(todo), time.perf_counter() - start
 

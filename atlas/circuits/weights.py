@@ -78,7 +78,7 @@ def linearized(module: nn.Module) -> nn.Module:
     return linear
 
 
-def expanded_weights(model: Model, net: nn.Module, source: str, target: str, device: torch.device,
+def expanded_weights(model: Model, net: nn.Module, source: str, target: str, *, device: torch.device,
                      chunk: int = 64, stride: dict[str, float] | None = None) -> Pair:
     """The expanded weights from every channel of `source` to every channel of `target`
     through `net` (a `linearized` copy of the model's module)."""

@@ -7,7 +7,7 @@ and which page shows it. Code elsewhere asks the registry (`kind(name)`) instead
 of comparing objective names.
 
 This module is a leaf: it imports neither torch nor the engine, so the site can
-read it. The arithmetic lives in the engine (`atlas.optvis.builders`), which
+read it. The arithmetic lives in the engine (`atlas.engine.builders`), which
 registers one builder per kind with `@builds(name)`; a builder for a name that
 has no entry here fails when the engine is imported, and a test checks that
 every entry has its builder. Adding an objective is one `Kind(...)` here, one
@@ -54,6 +54,9 @@ KINDS: dict[str, Kind] = {}
 
 
 def register(entry: Kind) -> Kind:
+    """Add a kind; a second entry under one name is a mistake, not an update."""
+    if entry.name in KINDS:
+        raise ValueError(f"objective kind {entry.name!r} is registered already")
     KINDS[entry.name] = entry
     return entry
 
@@ -112,6 +115,8 @@ def builds(name: str):
     kind(name)   # a builder for an unknown kind is a mistake: fail at import, not at render time
 
     def register_builder(function):
+        if name in BUILDERS:
+            raise ValueError(f"objective kind {name!r} has a builder already")
         BUILDERS[name] = function
         return function
     return register_builder
@@ -121,4 +126,4 @@ def builder(name: str) -> Callable:
     try:
         return BUILDERS[name]
     except KeyError:
-        raise AtlasError(f"objective {name!r} has no builder: import atlas.optvis.builders") from None
+        raise AtlasError(f"objective {name!r} has no builder: import atlas.engine.builders") from None

@@ -51,15 +51,21 @@ def open_rgb(path: Path) -> Image.Image:
         raise UnreadableImage(f"cannot read image {path}: {reason}") from None
 
 
-def eval_view(image: Image.Image, size: int, resize: int | None = None) -> np.ndarray:
+def frame(image: Image.Image, size: int, resize: int | None = None,
+          resample: Image.Resampling = Image.Resampling.BICUBIC) -> Image.Image:
     """The evaluation framing: the shorter side resampled to `resize` (default `size`),
-    then the centre `size` square; uint8 HxWx3."""
+    then the centre `size` square. Label maps take it with NEAREST, so labels never blend."""
     resize = resize or size
     scale = resize / min(image.size)
     image = image.resize((max(resize, round(image.width * scale)), max(resize, round(image.height * scale))),
-                         Image.Resampling.BICUBIC)
+                         resample)
     left, top = (image.width - size) // 2, (image.height - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.uint8)
+    return image.crop((left, top, left + size, top + size))
+
+
+def eval_view(image: Image.Image, size: int, resize: int | None = None) -> np.ndarray:
+    """`frame` of a photo as uint8 HxWx3."""
+    return np.asarray(frame(image, size, resize), dtype=np.uint8)
 
 
 def model_view(path: Path, size: int, resize: int | None = None) -> np.ndarray:

@@ -51,7 +51,7 @@ class Labels:
     ground: torch.Tensor      # [K] long: concept pixels of the whole batch (its part of G)
 
     @classmethod
-    def of(cls, items, category_of: list[int], categories: int, side: int, device) -> "Labels":
+    def of(cls, items, category_of: list[int], categories: int, *, side: int, device) -> "Labels":
         pixels, count, concepts = side * side, len(items), len(category_of)
         depth = max([len(item.maps) if item.maps is not None else 0 for item in items] + [1])
         width = max([len(item.whole) for item in items] + [1])
@@ -76,7 +76,7 @@ def regions(maps: torch.Tensor, thresholds: torch.Tensor, side: int) -> torch.Te
     return (big[:, 0] > thresholds.view(-1, 1, 1)).flatten(1)
 
 
-def count_batch(counts: Counts, acts: torch.Tensor, thresholds: torch.Tensor, labels: Labels, side: int) -> None:
+def count_batch(counts: Counts, acts: torch.Tensor, thresholds: torch.Tensor, labels: Labels, *, side: int) -> None:
     """Add one batch of one layer (`acts` [B, C, h, w], or [B, C] for a flat layer) to `counts`.
 
     Bilinear resampling never exceeds a map's own maximum, so a unit whose map stays at
@@ -118,9 +118,9 @@ class IoUCounter:
                        for layer, t in self.thresholds.items()}
 
     def update(self, batch: Batch) -> None:
-        labels = Labels.of(batch.items, self.category_of, self.categories, self.side, batch.images.device)
+        labels = Labels.of(batch.items, self.category_of, self.categories, side=self.side, device=batch.images.device)
         for layer in self.layers:
-            count_batch(self.counts[layer], batch.acts[layer], self.thresholds[layer], labels, self.side)
+            count_batch(self.counts[layer], batch.acts[layer], self.thresholds[layer], labels, side=self.side)
 
 
 class QuantileCounter:

@@ -121,9 +121,9 @@ class DissectionJob:
         are all in; returns the layers still waiting for other shards."""
         if consumer is not None:
             for layer, counts in consumer.counts.items():
-                stored.store_partial(self.root, self.keys[layer], "quantiles", self.shard,
-                                     {"counts": counts.cpu().numpy()},
-                                     {"images": report.images, "skipped": len(report.skipped)})
+                stored.store_partial(self.root, self.keys[layer], "quantiles", shard=self.shard,
+                                     arrays={"counts": counts.cpu().numpy()},
+                                     meta={"images": report.images, "skipped": len(report.skipped)})
         waiting = []
         for layer in self._todo():
             key = self.keys[layer]
@@ -155,11 +155,11 @@ class DissectionJob:
     def store_counts(self, consumer: IoUCounter, report: PassReport) -> None:
         """Store this shard's counts."""
         for layer, counts in consumer.counts.items():
-            stored.store_partial(self.root, self.keys[layer], "counts", self.shard,
-                                 {"intersection": counts.intersection.cpu().numpy(),
-                                  "activation": counts.activation.cpu().numpy(),
-                                  "ground": counts.ground.cpu().numpy()},
-                                 {"images": report.images, "skipped": len(report.skipped)})
+            stored.store_partial(self.root, self.keys[layer], "counts", shard=self.shard,
+                                 arrays={"intersection": counts.intersection.cpu().numpy(),
+                                         "activation": counts.activation.cpu().numpy(),
+                                         "ground": counts.ground.cpu().numpy()},
+                                 meta={"images": report.images, "skipped": len(report.skipped)})
 
     def merge_counts(self) -> list[str]:
         """Merge every layer whose shards' counts are all in into its result; returns the

@@ -116,10 +116,10 @@ def batch_size_from_probes(free_bytes: float, probes: list[tuple[int, int]], vie
         fixed = max(0.0, small_peak - per_view * small_views)
     else:  # one unit in the group: count everything as per-view (a conservative size)
         per_view, fixed = large_peak / large_views, 0.0
-    return batch_size_from_memory(free_bytes, per_view, views_per_image, fixed)
+    return batch_size_from_memory(free_bytes, per_view, views_per_image, fixed_bytes=fixed)
 
 
-def batch_size_from_memory(free_bytes: float, bytes_per_view: float, views_per_image: int,
+def batch_size_from_memory(free_bytes: float, bytes_per_view: float, views_per_image: int, *,
                            fixed_bytes: float = 0.0, margin: float = MEMORY_MARGIN,
                            cap: int = MAX_BATCH) -> int:
     """How many images fit: what the margin leaves of free memory, less the fixed

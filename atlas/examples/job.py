@@ -60,8 +60,8 @@ class ExamplesJob:
         self.reports.append(report)
         for layer in self.missing:
             if top.best.get(layer) is not None:   # else no readable image: nothing to store
-                self.results[layer] = store_layer(self.model, self.source, self.root, self.keys[layer], layer, top,
-                                                  report.images, self.runtime.device)
+                self.results[layer] = store_layer(self.model, self.source, self.root, key=self.keys[layer], layer=layer,
+                                                  top=top, images=report.images, device=self.runtime.device)
 
     def found(self) -> dict[str, dict]:
         return {layer: result for layer, result in self.results.items() if result is not None}
@@ -80,8 +80,8 @@ class ExamplesJob:
 def examples_job(model: Model, layers: list[str], source: Source, *, root: Path, runtime: Runtime,
                  k: int = DEFAULT_K) -> ExamplesJob:
     fingerprint = source.fingerprint()
-    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, fingerprint, k, model.input_size,
-                                       runtime.precision) for layer in layers}
+    keys = {layer: stored.examples_key(model.name, model.fingerprint, layer, dataset=fingerprint, k=k,
+                                       size=model.input_size, precision=runtime.precision) for layer in layers}
     return ExamplesJob(model, source, Path(root), k, runtime, keys,
                        {layer: stored.load(root, key) for layer, key in keys.items()})
 

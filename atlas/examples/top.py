@@ -96,7 +96,7 @@ def _merge_top(current, values, ids, positions, k):
     return top.values, ids.gather(1, pick), positions.gather(1, pick[..., None].expand(-1, -1, 2))
 
 
-def store_layer(model: Model, source: Source, root: Path, key: str, layer: str, top: TopExamples, images: int,
+def store_layer(model: Model, source: Source, root: Path, *, key: str, layer: str, top: TopExamples, images: int,
                 device) -> dict:
     """Crop and store one layer's top examples (each photo decoded once); the stored result."""
     best, grid, size = top.best[layer], top.grids.get(layer), model.input_size

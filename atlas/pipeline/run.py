@@ -102,9 +102,10 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
     if jobs:
         passes.run(jobs, model, runtime, say=say, progress=reporter.progress)
     if rank == 0 and request.connections:
-        find_connections(model, selected, request.cache_dir, runtime, reporter)
+        find_connections(model, selected, root=request.cache_dir, runtime=runtime, reporter=reporter)
     if rank == 0 and pictures_of_photos is not None:
-        render_caricatures(model, selected, pictures_of_photos, settings, runtime, request.cache_dir, reporter)
+        render_caricatures(model, selected, pictures_of_photos, settings=settings, runtime=runtime,
+                           root=request.cache_dir, reporter=reporter)
     if rank == 0 and request.write_site and n == 1:
         result.site = publish(request.cache_dir, request.out, request.site_budget, reporter)
         say(f"site: {result.site}")
@@ -119,7 +120,7 @@ def rendered_layers(model: Model, units: list[Unit]) -> tuple[str, ...]:
     return tuple(sorted({u.layer for u in units}, key=lambda name: model.layer(name).position))
 
 
-def find_connections(model: Model, units: list[Unit], root: Path, runtime: Runtime, reporter: Reporter) -> None:
+def find_connections(model: Model, units: list[Unit], *, root: Path, runtime: Runtime, reporter: Reporter) -> None:
     """Expanded weights between consecutive rendered layers (and the deepest conv to the classes)."""
     pairs = rendered_pairs(model, units)
     if pairs:
@@ -128,7 +129,7 @@ def find_connections(model: Model, units: list[Unit], root: Path, runtime: Runti
                      + (f"{computed} computed in {format_duration(seconds)}" if computed else "from cache"))
 
 
-def render_caricatures(model: Model, units: list[Unit], request: caricatures.CaricaturesRequest, settings: Settings,
+def render_caricatures(model: Model, units: list[Unit], request: caricatures.CaricaturesRequest, *, settings: Settings,
                        runtime: Runtime, root: Path, reporter: Reporter) -> None:
     """Caricatures of a few photos at every rendered layer, one batch per photo."""
     layers = caricatures.caricature_layers(model, units)

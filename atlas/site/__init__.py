@@ -18,17 +18,18 @@ from .folder import MARKER
 from .figures import common_settings, compare_to_examples, curve_plot, format_ratio
 from .pages import class_index, results_tables
 from .publish import FULL, THUMB, ImageFormat, publish_images
-from .read import build_models
+from .read import model_views
 from .server import make_server, serve
 from .size import DEFAULT_BUDGET, SiteSize, measure
 from .templates import template_dir, template_env
-from .views import ExampleSet, ExampleView, LayerView, ModelView, Render, UnitView
+from .renders import ExampleSet, ExampleView, Render
+from .views import LayerView, ModelView, UnitView
 from .write import write_site
 from ..core.text import format_duration, safe_name
 
 __all__ = [
     "DEFAULT_BUDGET", "ExampleSet", "ExampleView", "FULL", "ImageFormat", "LayerView", "MARKER", "ModelView",
-    "Render", "SiteSize", "THUMB", "UnitView", "build_models", "class_index", "common_settings",
+    "Render", "SiteSize", "THUMB", "UnitView", "model_views", "class_index", "common_settings",
     "compare_to_examples", "curve_plot", "format_duration", "format_ratio", "make_server", "measure",
     "publish_images", "results_tables", "safe_name", "serve", "template_dir", "template_env", "write_site",
 ]

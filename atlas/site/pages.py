@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ..core.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_label, reference_channel_layer
 
 if TYPE_CHECKING:
-    from .views import LayerView, ModelView, Render
+    from .views import LayerView, ModelView
 
 
 def results_tables(model: ModelView) -> dict:

@@ -22,18 +22,19 @@ from .dissection import attach as attach_concepts
 from .circuits import attach as attach_connections
 from .figures import curve_plot
 from .publish import FULL, THUMB, EXAMPLE_DIR
-from .views import ExampleSet, ExampleView, LayerView, ModelView, PhotoView, Render, UnitView
+from .renders import ExampleSet, ExampleView, Render
+from .views import LayerView, ModelView, PhotoView, UnitView
 
 
-def build_models(entries, cards: list[dict], examples: dict | None = None,
-                 examples_dir: Path | None = None, photos: dict | None = None,
-                 pairs: dict | None = None, dissections: dict | None = None, atlases: dict | None = None,
-                 atlas_root: Path | None = None) -> list[ModelView]:
+def model_views(entries, cards: list[dict], *, examples: dict | None = None,
+                examples_dir: Path | None = None, photos: dict | None = None,
+                pairs: dict | None = None, dissections: dict | None = None, atlases: dict | None = None,
+                atlas_root: Path | None = None) -> list[ModelView]:
     """Group cache entries under their model card, newest render per unit, pages linked up.
 
     `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
-    (`atlas.examples.scan_examples`), whose crops lie under `examples_dir`. `photos`
-    maps a photo digest to its stored record (`atlas.caricatures.scan_photos`);
+    (`atlas.store.examples.scan`), whose crops lie under `examples_dir`. `photos`
+    maps a photo digest to its stored record (`atlas.store.photos.scan`);
     `pairs` holds the cached connections (`atlas.store.circuits.scan`) and
     `dissections` the merged dissection per layer (`atlas.store.dissection.scan`) and
     `atlases` the activation atlases (`atlas.store.activation_atlas.scan`), whose photo

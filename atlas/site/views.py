@@ -1,119 +1,17 @@
-"""The records the templates read: a model, its layers, their units, each unit's renders.
+"""The records the templates read: a model, its layers, their units, a photo's caricatures.
 
-Built once from the cache by `atlas.site.read`, never mutated by templates.
+Built once from the cache by `atlas.site.read`, never mutated by templates. A unit's
+renders and a layer's dataset examples are `atlas.site.renders`.
 """
 
 from __future__ import annotations
 
-import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.text import safe_name
-from ..core.entry import EntryMeta
-from ..core.units import Unit
 from .figures import common_settings, compare_to_examples
-
-
-@dataclass
-class Render:
-    """One cache entry as a page shows it: its stored metadata plus where its images are."""
-    key: str
-    meta: EntryMeta
-    images: list[str]            # site paths of the published full images
-    sources: list[Path]          # the cache PNGs they are made from
-    thumb: str | None = None     # site path of the grid thumbnail; only a unit's main render has one
-    curve: dict | None = None    # the objective curve as `pages.curve_plot` draws it
-    weights: str = ""            # the entry's weights, else its model's
-
-    @property
-    def unit(self) -> Unit:
-        return self.meta.unit
-
-    @property
-    def ok(self) -> bool:
-        return self.meta.ok and bool(self.images)
-
-    @property
-    def error(self) -> str:
-        return self.meta.error or ("no images" if self.meta.ok else "unknown error")
-
-    @property
-    def size(self) -> int | None:
-        return self.meta.size
-
-    @property
-    def settings(self) -> dict:
-        return dict(self.meta.settings)
-
-    @property
-    def final_objective(self) -> float | None:
-        return self.meta.final_objective
-
-    @property
-    def class_probability(self) -> float | None:
-        return self.meta.class_probability
-
-    @property
-    def recipe_version(self):
-        return self.meta.recipe_version
-
-    @property
-    def seconds(self) -> float:
-        return self.meta.seconds
-
-    @property
-    def device(self) -> str:
-        return self.meta.device
-
-    @property
-    def created(self) -> str:
-        return self.meta.created
-
-    @property
-    def variant(self) -> str:
-        return self.unit.variant
-
-    @property
-    def is_plain(self) -> bool:
-        u = self.unit
-        return u.kind.plain and not u.negative and u.diversity == 1
-
-    @property
-    def labels(self) -> tuple[tuple[int, float], ...]:
-        """What the model calls the image: (class, probability), most probable first."""
-        return self.meta.labels
-
-
-@dataclass
-class ExampleView:
-    """One natural image among a unit's top examples: the crop the page shows."""
-    image: str                   # site path of the published crop
-    source: Path                 # the crop in the cache
-    value: float | None          # the unit's objective on the image
-    file: str                    # the image, relative to the dataset folder
-    box: tuple[int, int, int, int] | None
-
-    @property
-    def name(self) -> str:
-        return posixpath.basename(self.file.replace("\\", "/")) or self.file
-
-
-@dataclass
-class ExampleSet:
-    """One layer's stored dataset-examples result as the pages show it."""
-    key: str
-    k: int
-    images: int                  # images in the dataset
-    dataset: str                 # the dataset folder's name (never its full local path)
-    size: int | None             # side of the model-input view the crops come from
-    receptive_field: int | None
-    channels: list[list[ExampleView]]
-    best: list[float | None]     # each channel's best stored value, shown or not
-
-    @property
-    def whole_image(self) -> bool:
-        return not self.receptive_field or not self.size or self.receptive_field >= self.size
+from .renders import ExampleSet, ExampleView, Render
 
 
 @dataclass

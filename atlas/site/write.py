@@ -36,7 +36,7 @@ from .dissection import concept_index, summary as concept_summary
 from .folder import claim, remove_stale, write_if_changed
 from .pages import class_index, results_tables
 from .publish import publish_images
-from .read import build_models
+from .read import model_views
 from .size import DEFAULT_BUDGET, measure
 from .templates import template_dir, template_env
 
@@ -47,11 +47,12 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
     """Write the whole site for the cache at `cache_root` into `out_dir`; return index.html."""
     out = Path(out_dir)
     claim(out)
-    models = build_models(cache.scan(cache_root), cache.load_model_cards(cache_root),
-                          stored_examples.scan(cache_root), Path(cache_root) / stored_examples.FOLDER,
-                          stored_photos.scan(cache_root), stored_circuits.scan(cache_root),
-                          stored_dissection.scan(cache_root), stored_atlas.scan(cache_root),
-                          Path(cache_root) / stored_atlas.FOLDER)
+    models = model_views(cache.scan(cache_root), cache.load_model_cards(cache_root),
+                         examples=stored_examples.scan(cache_root),
+                         examples_dir=Path(cache_root) / stored_examples.FOLDER,
+                         photos=stored_photos.scan(cache_root), pairs=stored_circuits.scan(cache_root),
+                         dissections=stored_dissection.scan(cache_root), atlases=stored_atlas.scan(cache_root),
+                         atlas_root=Path(cache_root) / stored_atlas.FOLDER)
     env = template_env()
     written: set[Path] = set()
 

@@ -13,13 +13,13 @@ reads this without torch.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import joblib
 import numpy as np
 
+from . import arrays as arrays_file
 from .files import atomic_write, records, store_by_content
 
 ATLAS_VERSION = 1
@@ -35,34 +35,22 @@ def key(**parts) -> str:
     return joblib.hash({**parts, "version": ATLAS_VERSION})
 
 
-def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write(path, buffer.getvalue())
-
-
 def store_samples(root: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
-    _write_npz(Path(root) / FOLDER / "samples" / f"{name}.npz", meta=np.array(json.dumps(meta)), **arrays)
+    arrays_file.write(Path(root) / FOLDER / "samples" / f"{name}.npz", arrays, meta)
 
 
 def load_samples(root: Path, name: str) -> tuple[dict, dict[str, np.ndarray]] | None:
-    try:
-        with np.load(Path(root) / FOLDER / "samples" / f"{name}.npz", allow_pickle=False) as data:
-            return json.loads(str(data["meta"])), {k: data[k] for k in data.files if k != "meta"}
-    except (OSError, KeyError, ValueError):
-        return None
+    return arrays_file.load(Path(root) / FOLDER / "samples" / f"{name}.npz")
 
 
 def store_layout(root: Path, name: str, coords: np.ndarray, method: str) -> None:
-    _write_npz(Path(root) / FOLDER / "layouts" / f"{name}.npz", coords=coords.astype(np.float32), method=np.array(method))
+    arrays_file.write(Path(root) / FOLDER / "layouts" / f"{name}.npz", {"coords": coords.astype(np.float32)},
+                      {"method": method})
 
 
 def load_layout(root: Path, name: str) -> tuple[np.ndarray, str] | None:
-    try:
-        with np.load(Path(root) / FOLDER / "layouts" / f"{name}.npz", allow_pickle=False) as data:
-            return data["coords"], str(data["method"])
-    except (OSError, KeyError, ValueError):
-        return None
+    found = arrays_file.load(Path(root) / FOLDER / "layouts" / f"{name}.npz")
+    return None if found is None else (found[1]["coords"], str(found[0]["method"]))
 
 
 def store_crop(root: Path, data: bytes) -> str:
@@ -87,7 +75,8 @@ def _read(path: Path) -> dict:
 def scan(root: Path) -> dict[tuple, dict]:
     """The newest atlas per (model, fingerprint, layer, class) in the cache."""
     newest: dict[tuple, dict] = {}
-    for _, record in records(Path(root) / FOLDER, "*.json", _read, UnreadableAtlasWarning, "activation atlas"):
+    for _, record in records(Path(root) / FOLDER, "*.json", _read, warning=UnreadableAtlasWarning,
+                                what="activation atlas"):
         ident = (record["model"], record["fingerprint"], record["layer"], record.get("class_index"))
         if ident not in newest or record["written"] > newest[ident]["written"]:
             newest[ident] = record

@@ -136,7 +136,7 @@ def store_model_card(root: Path, card: dict) -> None:
 
 def load_model_cards(root: Path) -> list[dict]:
     found = records(Path(root) / "models", "*.json", lambda path: json.loads(path.read_bytes()),
-                    CorruptEntryWarning, "model card")
+                    warning=CorruptEntryWarning, what="model card")
     return [card for _, card in found]
 
 

@@ -9,15 +9,14 @@ They depend on the weights alone, so rendering settings never invalidate them.
 
 from __future__ import annotations
 
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
 import numpy as np
 
-from .files import atomic_write, records
+from . import arrays as arrays_file
+from .files import records
 
 CIRCUITS_VERSION = 1
 FOLDER = "circuits"
@@ -38,7 +37,7 @@ class Pair:
     fingerprint: str = ""
 
 
-def pair_key(model: str, fingerprint: str, source: str, target: str, settings: dict) -> str:
+def pair_key(model: str, fingerprint: str, source: str, target: str, *, settings: dict) -> str:
     """`settings`: what else decides the arrays (the stored window, the probe's smallest map)."""
     return joblib.hash({"model": model, "weights": fingerprint, "source": source, "target": target,
                         "version": CIRCUITS_VERSION, **settings})
@@ -47,18 +46,16 @@ def pair_key(model: str, fingerprint: str, source: str, target: str, settings: d
 def store(root: Path, key: str, pair: Pair) -> None:
     meta = {"model": pair.model, "fingerprint": pair.fingerprint, "source": pair.source, "target": pair.target,
             "skipped": pair.skipped, "seconds": pair.seconds, "size": pair.size, "version": CIRCUITS_VERSION}
-    buffer = io.BytesIO()
-    np.savez(buffer, meta=np.array(json.dumps(meta)), norm=pair.norm.astype(np.float32),
-             total=pair.total.astype(np.float32), heat=pair.heat.astype(np.float16))
-    atomic_write(Path(root) / FOLDER / f"{key}.npz", buffer.getvalue())
+    arrays_file.write(Path(root) / FOLDER / f"{key}.npz", {"norm": pair.norm.astype(np.float32),
+                                                          "total": pair.total.astype(np.float32),
+                                                          "heat": pair.heat.astype(np.float16)}, meta)
 
 
 def _read(path: Path) -> Pair:
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        return Pair(meta["source"], meta["target"], data["norm"], data["total"], data["heat"],
-                    meta.get("skipped", ""), float(meta.get("seconds", 0)), int(meta.get("size", 0)),
-                    str(meta["model"]), str(meta["fingerprint"]))
+    meta, data = arrays_file.read(path)
+    return Pair(meta["source"], meta["target"], data["norm"], data["total"], data["heat"],
+                meta.get("skipped", ""), float(meta.get("seconds", 0)), int(meta.get("size", 0)),
+                str(meta["model"]), str(meta["fingerprint"]))
 
 
 def load(root: Path, key: str) -> Pair | None:

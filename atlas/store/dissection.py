@@ -16,8 +16,6 @@ merge is a sum of counts, so it is exact. numpy only: the site reads this withou
 
 from __future__ import annotations
 
-import io
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +23,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .files import atomic_write, records
+from . import arrays as arrays_file
+from .files import records
 
 DISSECTION_VERSION = 1
 FOLDER = "dissection"
@@ -93,27 +92,13 @@ def _shard_name(kind: str, shard: tuple[int, int]) -> str:
     return f"{kind}-{shard[0]}of{shard[1]}.npz"
 
 
-def _write(path: Path, arrays: dict, meta: dict) -> None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), **arrays)
-    atomic_write(path, buffer.getvalue())
-
-
-def _read(path: Path) -> tuple[dict, dict] | None:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return json.loads(str(data["meta"])), {k: data[k] for k in data.files if k != "meta"}
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def store_partial(root: Path, key: str, kind: str, shard: tuple[int, int], arrays: dict, meta: dict) -> None:
+def store_partial(root: Path, key: str, kind: str, *, shard: tuple[int, int], arrays: dict, meta: dict) -> None:
     """Shard K of N's state of one pass (kind "quantiles" or "counts")."""
-    _write(Path(root) / FOLDER / key / _shard_name(kind, shard), arrays, meta)
+    arrays_file.write(Path(root) / FOLDER / key / _shard_name(kind, shard), arrays, meta, compress=True)
 
 
 def load_partial(root: Path, key: str, kind: str, shard: tuple[int, int]) -> tuple[dict, dict] | None:
-    return _read(Path(root) / FOLDER / key / _shard_name(kind, shard))
+    return arrays_file.load(Path(root) / FOLDER / key / _shard_name(kind, shard))
 
 
 def merged_partials(root: Path, key: str, kind: str, shards: int) -> tuple[dict, dict] | None:
@@ -133,11 +118,12 @@ def missing_shards(root: Path, key: str, kind: str, shards: int) -> list[int]:
 
 
 def store_thresholds(root: Path, key: str, thresholds: np.ndarray, meta: dict) -> None:
-    _write(Path(root) / FOLDER / key / "thresholds.npz", {"thresholds": thresholds.astype(np.float32)}, meta)
+    arrays_file.write(Path(root) / FOLDER / key / "thresholds.npz", {"thresholds": thresholds.astype(np.float32)},
+                      meta, compress=True)
 
 
 def load_thresholds(root: Path, key: str) -> tuple[np.ndarray, dict] | None:
-    found = _read(Path(root) / FOLDER / key / "thresholds.npz")
+    found = arrays_file.load(Path(root) / FOLDER / key / "thresholds.npz")
     return None if found is None else (found[1]["thresholds"], found[0])
 
 
@@ -148,16 +134,13 @@ def store(root: Path, key: str, result: LayerDissection) -> None:
             "setup": asdict(result.setup), "names": list(result.names), "categories": list(result.categories),
             "category_of": list(result.category_of), "images": result.images, "skipped": result.skipped,
             "version": DISSECTION_VERSION}
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, meta=np.array(json.dumps(meta)), thresholds=result.thresholds.astype(np.float32),
-                        iou=result.iou.astype(np.float32))
-    atomic_write(Path(root) / FOLDER / f"{key}.npz", buffer.getvalue())
+    arrays_file.write(Path(root) / FOLDER / f"{key}.npz", {"thresholds": result.thresholds.astype(np.float32),
+                                                          "iou": result.iou.astype(np.float32)}, meta, compress=True)
 
 
 def _result(path: Path) -> LayerDissection:
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        thresholds, scores = data["thresholds"], data["iou"]
+    meta, arrays = arrays_file.read(path)
+    thresholds, scores = arrays["thresholds"], arrays["iou"]
     if scores.shape != (len(thresholds), len(meta["names"])):
         raise ValueError("iou does not match the units and concepts")
     return LayerDissection(str(meta["model"]), str(meta["fingerprint"]), str(meta["layer"]), Setup(**meta["setup"]),
@@ -179,7 +162,8 @@ class UnreadableDissectionWarning(UserWarning):
 def scan(root: Path) -> dict[tuple[str, str, str], LayerDissection]:
     """The newest stored result per (model, fingerprint, layer)."""
     newest: dict[tuple[str, str, str], tuple[int, LayerDissection]] = {}
-    for path, result in records(Path(root) / FOLDER, "*.npz", _result, UnreadableDissectionWarning, "dissection"):
+    for path, result in records(Path(root) / FOLDER, "*.npz", _result, warning=UnreadableDissectionWarning,
+                                  what="dissection"):
         if not re.fullmatch(r"[0-9a-f]+", path.stem):
             continue
         when = path.stat().st_mtime_ns

@@ -55,7 +55,7 @@ class LayerExamples:
         return {**asdict(self), "channels": [[asdict(e) for e in shown] for shown in self.channels]}
 
 
-def examples_key(model: str, fingerprint: str, layer: str, dataset: str, k: int, size: int,
+def examples_key(model: str, fingerprint: str, layer: str, *, dataset: str, k: int, size: int,
                  precision: str = "fp32") -> str:
     return joblib.hash({"model": model, "weights": fingerprint, "layer": layer, "dataset": dataset, "k": k,
                         "size": size, "precision": precision, "version": EXAMPLES_VERSION})
@@ -110,7 +110,7 @@ def scan(root: Path) -> dict[tuple[str, str, str], dict]:
     skipped."""
     newest: dict[tuple[str, str, str], tuple[tuple[int, str], dict]] = {}
     for _, (order, ident, result) in records(Path(root) / FOLDER, "*.json", _read_result,
-                                             UnreadableExamplesWarning, "dataset examples"):
+                                             warning=UnreadableExamplesWarning, what="dataset examples"):
         if ident not in newest or order > newest[ident][0]:
             newest[ident] = (order, result)
     return {ident: result for ident, (_, result) in newest.items()}

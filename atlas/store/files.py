@@ -72,7 +72,7 @@ def store_by_content(folder: Path, data: bytes, suffix: str = ".jpg", fsync: boo
     return name
 
 
-def records(folder: Path, pattern: str, read: Callable[[Path], T | None],
+def records(folder: Path, pattern: str, read: Callable[[Path], T | None], *,
             warning: type[Warning] | None = None, what: str = "record") -> Iterator[tuple[Path, T]]:
     """(path, record) for every file of `folder` matching `pattern`, in path order.
 

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import photos
-from ..sources import Item, files_fingerprint, view_side
+from ..sources import ImageFolder, Item, image_folder
 from .vocabulary import Concepts
 
 NAMES = ("black", "blue", "brown", "grey", "green", "orange", "pink", "purple", "red", "white", "yellow")
@@ -41,31 +40,17 @@ def color_names(pixels: np.ndarray, side: int) -> np.ndarray:
 
 
 @dataclass
-class ColorConcepts:
-    """Any image folder, framed as the model's evaluation frames it, with colour maps."""
-    root: Path
-    paths: tuple[Path, ...]
-    size: int
-    resize: int
-    mask_size: int
-    option: str = "--dissect"
+class ColorConcepts(ImageFolder):
+    """Any image folder (read as `ImageFolder` reads it) with the colour map of every photo."""
+    mask_size: int = 1
     concepts: Concepts = CONCEPTS
     kind: str = "colors"
 
     @classmethod
     def open(cls, root: Path, model, mask_size: int, option: str) -> "ColorConcepts":
-        size, resize = view_side(model)
-        return cls(root, tuple(photos.list_images(root, option)), size, resize, mask_size, option)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def name(self, index: int) -> str:
-        return self.paths[index].relative_to(self.root).as_posix()
+        folder = image_folder(root, model, option)
+        return cls(folder.root, folder.paths, folder.size, folder.resize, option, mask_size)
 
     def load(self, index: int) -> Item:
-        pixels = photos.model_view(self.paths[index], self.size, self.resize)
+        pixels = super().load(index).pixels
         return Item(pixels, color_names(pixels, self.mask_size)[None], (0,))
-
-    def fingerprint(self) -> str:
-        return files_fingerprint(self.root, self.paths)

@@ -81,13 +81,9 @@ class LabelledFolder:
 
 
 def _frame(labels: np.ndarray, size: int, resize: int) -> np.ndarray:
-    """`photos.eval_view`'s framing of a label map: nearest-neighbour resize, centre crop."""
+    """The photo's framing (`photos.frame`) of its label map, nearest neighbour."""
     image = Image.fromarray(labels.astype(np.int32), mode="I")
-    scale = resize / min(image.size)
-    image = image.resize((max(resize, round(image.width * scale)), max(resize, round(image.height * scale))),
-                         Image.Resampling.NEAREST)
-    left, top = (image.width - size) // 2, (image.height - size) // 2
-    return np.asarray(image.crop((left, top, left + size, top + size)), dtype=np.int32)
+    return np.asarray(photos.frame(image, size, resize, Image.Resampling.NEAREST), dtype=np.int32)
 
 
 def _read_labels(path: Path) -> tuple[list[int], list[str], list[str]]:
