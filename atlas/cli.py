@@ -106,7 +106,12 @@ def layers(model, weights):
 @click.option("--directions", type=click.IntRange(min=0, max=1000), default=0,
               help="Also render N random directions (seeded mixes of channels) of each selected layer.")
 @click.option("--size", type=int, help="Image side in pixels.")
-@click.option("--steps", type=int, help="Optimization steps per image.")
+@click.option("--steps", type=int, help="Optimization steps per image, of every unit (the preset's: 256 for "
+              "channels and 512 for classes in full and results, 128 in quick).")
+@click.option("--channel-steps", type=click.IntRange(min=1), help="Steps of every unit but class units.")
+@click.option("--class-steps", type=click.IntRange(min=1), help="Steps of class units.")
+@click.option("--pictures", type=click.IntRange(min=1, max=16), default=1, show_default=True,
+              help="Pictures of each unit, from as many seeds, shown as a set on its page.")
 @click.option("--lr", type=float, help="Step size (default: the recipe's; class units keep the recipe's ratio to it).")
 @click.option("--param", type=click.Choice(list(PARAMS)), help="Image parameterization.")
 @click.option("--recipe", type=click.Choice(sorted(RECIPES)),

@@ -90,14 +90,36 @@ def test_cache_key_changes_with_every_setting_and_nothing_else():
         "objective": cache.entry_key("m", "fp", Unit("features.5", 3, "neuron"), FAST),
         "negative": cache.entry_key("m", "fp", Unit("features.5", 3, negative=True), FAST),
         "diversity": cache.entry_key("m", "fp", Unit("features.5", 3, diversity=2), FAST),
+        "picture": cache.entry_key("m", "fp", Unit("features.5", 3, picture=1), FAST),
     }
     other_values = {"size": 48, "steps": 5, "lr": 0.1, "param": "pixel", "decay_power": 1.5, "redirect_steps": 0,
                     "diversity_weight": 5.0, "precision": "bf16", "seed": 3, "recipe": "lucid"}
-    assert set(other_values) == {f.name for f in dataclasses.fields(Settings)}
+    # class_steps keys class units alone (test below)
+    assert set(other_values) | {"class_steps"} == {f.name for f in dataclasses.fields(Settings)}
     for name, value in other_values.items():
         changed[name] = cache.entry_key("m", "fp", unit, FAST.replace(**{name: value}))
     assert base not in changed.values()
     assert len(set(changed.values())) == len(changed)
+
+
+def test_steps_per_kind_key_each_unit_by_the_steps_it_renders_with():
+    """A channel at 4 steps keys as any 4-step render did, whatever the classes take; a class
+    unit at 9 steps keys as a build with --steps 9 did: no key moves for a setting that does
+    not change the image."""
+    channel, logit = Unit("features.5", 3), Unit("classifier.3", 1, "logit")
+    split = FAST.replace(class_steps=9)
+    assert cache.entry_key("m", "fp", channel, split) == cache.entry_key("m", "fp", channel, FAST)
+    assert cache.entry_key("m", "fp", logit, split) == cache.entry_key("m", "fp", logit, FAST.replace(steps=9))
+    assert cache.entry_key("m", "fp", logit, split) != cache.entry_key("m", "fp", logit, FAST)
+    assert split.steps_for(channel) == 4 and split.steps_for(logit) == 9
+    assert "class_steps" not in FAST.as_dict() and split.for_unit(logit).as_dict() == FAST.replace(steps=9).as_dict()
+
+
+def test_a_units_first_picture_keys_as_before_and_the_others_each_on_their_own():
+    unit = Unit("features.5", 3)
+    assert unit.as_dict() == Unit("features.5", 3, picture=0).as_dict() and "picture" not in unit.as_dict()
+    keys = {cache.entry_key("m", "fp", Unit("features.5", 3, picture=k), FAST) for k in range(4)}
+    assert len(keys) == 4
 
 
 def test_cache_key_follows_a_recipes_knobs_not_just_its_name(monkeypatch):

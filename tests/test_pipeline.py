@@ -233,3 +233,34 @@ def test_a_size_the_model_never_takes_is_one_line_naming_its_rule(tmp_path):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code != 0 and len(lines) == 1
     assert "--size 8" in lines[0] and "exactly 32 px" in lines[0]
+
+
+def test_steps_per_kind_and_picture_sets_through_a_build(tmp_path):
+    """Channels render for --channel-steps, classes for --class-steps; --pictures 3 renders three
+    seeds of each unit in one batch, each cached on its own, and the unit page shows the set."""
+    request = BuildRequest(TINY, weights="random", layers="features.5", channels=2, classes="0", size=32,
+                           channel_steps=3, class_steps=5, pictures=3, precision="fp32", device="cpu",
+                           cache_dir=tmp_path / "cache", out=tmp_path / "site", connections=False)
+    result = run_build(request, None)
+    assert result.summary.rendered == 9 and not result.summary.failed
+    entries = list(cache.scan(tmp_path / "cache"))
+    steps = {(e.unit.layer, e.unit.index, e.unit.picture): len(e.meta["curve"]) for e in entries}
+    assert steps[("features.5", 0, 2)] == 3 and steps[("classifier.3", 0, 1)] == 5
+    shas = {e.unit.picture: e.meta["images"][0]["sha256"] for e in entries if (e.unit.layer, e.unit.index) == ("features.5", 1)}
+    assert len(set(shas.values())) == 3                       # three seeds, three pictures
+    page = next((tmp_path / "site" / "models").iterdir()) / "layers" / "features.5" / "1.html"
+    html = page.read_text(encoding="utf-8")
+    assert html.count('alt="features.5[1] picture') == 3 and "3 pictures, one per seed" in html
+    again = run_build(request, None)
+    assert again.summary.rendered == 0 and again.summary.cached == 9
+
+
+def test_the_pictures_of_a_unit_render_in_its_batch_and_alone_alike(tiny, cpu):
+    from atlas.plan.selection import Selection, select_units
+
+    units = select_units(tiny, Selection(layers="features.5", channels=2, classes="none", pictures=2))
+    assert [(u.index, u.picture) for u in units] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    together = render_batch(tiny, units, FAST, cpu)
+    alone = render_batch(tiny, [units[1]], FAST, cpu)[0]
+    assert np.array_equal(together[1].images[0], alone.images[0])
+    assert not np.array_equal(together[0].images[0], together[1].images[0])

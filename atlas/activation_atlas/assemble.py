@@ -75,7 +75,8 @@ def build_atlas(job, layer: str, class_index: int | None = None, on_batch=lambda
     whiten = grid.whitening(vectors) if (request.whiten == "on" or (request.whiten == "auto" and is_deep(model, layer))) \
         else None
     levels = request.levels or grid.default_levels(len(members), request.min_count)
-    icon_settings = job.settings.replace(size=ICON_SIZE, steps=request.icon_steps, recipe=ICON_RECIPE)
+    icon_settings = job.settings.replace(size=ICON_SIZE, steps=request.icon_steps, class_steps=None,
+                                         recipe=ICON_RECIPE)
     chosen_vectors = vectors[members]
     chosen_attributions = attributions[members] if attributions is not None else None
     grids, units = [], {}

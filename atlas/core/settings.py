@@ -146,6 +146,11 @@ class Settings:
 
     size: int = 224
     steps: int = 512
+    # Steps of class units, where they differ from every other unit's (None: `steps`).
+    # A channel's picture predicts real photos as well at 256 steps as at 512, a class
+    # image keeps gaining to 512 (BENCHMARKS.md, "Steps per kind"). Only the steps a
+    # unit renders with enter its cache key (`for_unit`).
+    class_steps: int | None = None
     lr: float | None = None  # None: the recipe's step size
     param: str = "fourier"
     decay_power: float = 1.0
@@ -174,6 +179,8 @@ class Settings:
             object.__setattr__(self, "lr", RECIPES[self.recipe].lr)
         _require(16 <= self.size <= MAX_SIZE, f"image size must be between 16 and {MAX_SIZE} px, got {self.size}")
         _require(1 <= self.steps <= MAX_STEPS, f"steps must be between 1 and {MAX_STEPS}, got {self.steps}")
+        _require(self.class_steps is None or 1 <= self.class_steps <= MAX_STEPS,
+                 f"class steps must be between 1 and {MAX_STEPS}, got {self.class_steps}")
         _require(0 < self.lr <= 10, f"learning rate must be in (0, 10], got {self.lr}")
         _require(self.param in PARAMS, f"unknown parameterization {self.param!r}; choose from {', '.join(PARAMS)}")
         _require(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
@@ -194,8 +201,24 @@ class Settings:
         own, base = self.recipe_for(unit).lr, self.recipe_spec.lr
         return own if self.lr == base else self.lr * (own / base)
 
+    def steps_for(self, unit) -> int:
+        """How many steps `unit` renders for: class units take `class_steps` where set."""
+        return self.class_steps if self.class_steps is not None and unit.kind.is_class else self.steps
+
+    def for_unit(self, unit) -> "Settings":
+        """The settings `unit` renders under: its kind's steps as `steps`, nothing of the
+        other kind's. Its dict is what the unit's cache key and its page hold, so a channel
+        at 256 steps keys as any 256-step render did before per-kind steps existed."""
+        steps = self.steps_for(unit)
+        return self if self.class_steps is None else replace(self, steps=steps, class_steps=None)
+
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The fields as the cache key holds them; `class_steps` only where set (keys made
+        before it existed stay)."""
+        data = asdict(self)
+        if data["class_steps"] is None:
+            del data["class_steps"]
+        return data
 
     def replace(self, **changes) -> "Settings":
         """A copy with `changes`. A new recipe brings its own step size, unless

@@ -25,7 +25,9 @@ class Unit:
     """One render job: a unit of a layer and the objective that views it.
 
     ``negative`` minimizes instead of maximizing; ``diversity`` > 1 renders that
-    many images of the unit at once, pushed apart from each other. ``params``
+    many images of the unit at once, pushed apart from each other. ``picture`` > 0
+    is another picture of the same unit from another seed, cached on its own: a
+    unit page shows its pictures as a set (`--pictures N`). ``params``
     are the objective's own frozen parameters (a direction's weights, the photo a
     caricature imitates), sorted (name, value) pairs; they are part of the cache
     key, and a unit without any hashes exactly as before they existed.
@@ -37,11 +39,14 @@ class Unit:
     negative: bool = False
     diversity: int = 1
     params: tuple = field(default=(), compare=True)
+    picture: int = 0
 
     def __post_init__(self):
         entry = kinds.kind(self.objective)
         if self.diversity < 1:
             raise AtlasError(f"diversity must be at least 1, got {self.diversity}")
+        if self.picture < 0:
+            raise AtlasError(f"a picture number is at least 0, got {self.picture}")
         given = self.params.items() if isinstance(self.params, dict) else self.params
         params = tuple(sorted((str(name), freeze(value)) for name, value in given))
         missing = [p for p in entry.params if p not in dict(params)]
@@ -70,19 +75,23 @@ class Unit:
             text = "−" + text
         if self.diversity > 1:
             text += f" ×{self.diversity}"
+        if self.picture:
+            text += f" #{self.picture + 1}"
         return text
 
     @property
     def variant(self) -> str:
-        """How this job views its unit, e.g. 'channel', 'negative channel', 'channel ×4'."""
+        """How this job views its unit, e.g. 'channel', 'negative channel', 'channel ×4', 'channel #2'."""
         text = ("negative " if self.negative else "") + self.objective
-        return text + (f" ×{self.diversity}" if self.diversity > 1 else "")
+        return text + (f" ×{self.diversity}" if self.diversity > 1 else "") + (f" #{self.picture + 1}" if self.picture else "")
 
     def as_dict(self) -> dict:
         data = {"layer": self.layer, "index": self.index, "objective": self.objective,
                 "negative": self.negative, "diversity": self.diversity}
         if self.params:   # absent when empty: plain units keep the cache keys they always had
             data["params"] = {name: value for name, value in self.params}
+        if self.picture:  # likewise: the first picture keys as every unit did before sets existed
+            data["picture"] = self.picture
         return data
 
     @classmethod

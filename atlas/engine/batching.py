@@ -102,7 +102,7 @@ def _peak_memory(model: Model, units: list[Unit], settings: Settings, runtime: R
     base = torch.cuda.memory_allocated(runtime.device)
     torch.cuda.reset_peak_memory_stats(runtime.device)
     with runtime.weights_in_bf16(model.module):
-        render_batch(model, units, settings.replace(steps=2), runtime)
+        render_batch(model, units, settings.replace(steps=2, class_steps=None), runtime)
     return torch.cuda.max_memory_allocated(runtime.device) - base
 
 

@@ -56,6 +56,8 @@ def image_seed(settings: Settings, unit: Unit, copy: int) -> int:
     text = f"{settings.seed}|{unit.layer}|{unit.index}|{unit.objective}|{unit.negative}|{unit.diversity}|{copy}"
     if unit.params:   # only then: units without parameters keep the seeds (and images) they had
         text += f"|{unit.params!r}"
+    if unit.picture:  # likewise for a unit's first picture
+        text += f"|picture {unit.picture}"
     return zlib.crc32(text.encode())
 
 
@@ -77,6 +79,7 @@ def render_batch(model: Model, units: list[Unit], settings: Settings, runtime: R
     (digest -> image) feed objectives that imitate a photo (caricatures)."""
     if len({batch_key(u) for u in units}) != 1:
         raise ValueError("a batch must hold units of one layer, objective, sign and diversity")
+    settings = settings.for_unit(units[0])   # a batch is of one kind: its steps
     if settings.precision != runtime.precision:
         raise ValueError(f"the settings render in {settings.precision}, the runtime computes in {runtime.precision}")
     device = runtime.device

@@ -32,11 +32,11 @@ def estimate_seconds(model: Model, units: list[Unit], settings: Settings, runtim
         with runtime.weights_in_bf16(model.module):
             for steps in (2, 4):
                 tick = time.perf_counter()
-                render_batch(model, probe, settings.replace(steps=steps), runtime)
+                render_batch(model, probe, settings.replace(steps=steps, class_steps=None), runtime)
                 if runtime.is_cuda:
                     torch.cuda.synchronize(runtime.device)
                 times.append(time.perf_counter() - tick)
         per_step = max(times[1] - times[0], 1e-6) / 2
         batches_needed = math.ceil(len(group) / len(probe))
-        total += batches_needed * (per_step * settings.steps + max(times[0] - 2 * per_step, 0))
+        total += batches_needed * (per_step * settings.steps_for(group[0]) + max(times[0] - 2 * per_step, 0))
     return total

@@ -96,7 +96,8 @@ def entry_meta(model: Model, result: Rendered, settings: Settings, device: str) 
         model=model.name,
         weights=model.weights,
         fingerprint=model.fingerprint,
-        settings={**settings.as_dict(), "lr": settings.lr_for(result.unit)},  # the step size it rendered at
+        # what it rendered under: its kind's steps, and the step size it took
+        settings={**settings.for_unit(result.unit).as_dict(), "lr": settings.lr_for(result.unit)},
         recipe_version=RECIPE_VERSION,
         curve=tuple(result.curve),
         final_objective=result.final_objective if not result.error else None,

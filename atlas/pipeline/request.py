@@ -42,9 +42,12 @@ class BuildRequest:
     negative: bool = False
     diversity: int = 1
     directions: int = 0  # random directions per selected layer (seeded by `seed`)
+    pictures: int = 1    # pictures of each unit, from as many seeds
     # how to render it (see Settings); precision "auto" is resolved on the device
     size: int | None = None
-    steps: int | None = None
+    steps: int | None = None          # every unit's; the two below set one kind each
+    channel_steps: int | None = None  # every unit but class units
+    class_steps: int | None = None
     lr: float | None = None
     param: str | None = None
     recipe: str | None = None
@@ -98,7 +101,7 @@ def selection_of(request: BuildRequest) -> Selection:
         classes=_pick(request.classes, chosen, "classes", "all"), units=tuple(units),
         objective=request.objective, class_objective=request.class_objective,
         negative=request.negative, diversity=request.diversity,
-        directions=request.directions, directions_seed=request.seed or 0)
+        directions=request.directions, directions_seed=request.seed or 0, pictures=request.pictures)
 
 
 def settings_of(request: BuildRequest, runtime: Runtime, model: Model | None = None) -> Settings:
@@ -108,10 +111,17 @@ def settings_of(request: BuildRequest, runtime: Runtime, model: Model | None = N
     size = _pick(request.size, chosen, "size")
     if model is not None and size is not None and not model.spec.rule.free:
         model.spec.check_picture(size, model.name)  # else Settings' own range check speaks
-    given = {"size": size, "steps": _pick(request.steps, chosen, "steps"),
+    classes = _first(request.class_steps, request.steps, chosen.get("steps"))
+    others = _first(request.channel_steps, request.steps, chosen.get("channel_steps"), chosen.get("steps"))
+    given = {"size": size, "steps": others, "class_steps": classes if classes != others else None,
              "lr": request.lr, "param": request.param, "seed": request.seed,
              "recipe": _pick(request.recipe, chosen, "recipe")}
     return Settings(**{key: value for key, value in given.items() if value is not None}, precision=runtime.precision)
+
+
+def _first(*values):
+    """The first value that is not None (0 is a value: Settings says what is wrong with it)."""
+    return next((value for value in values if value is not None), None)
 
 
 def _pick(value, chosen: dict, key: str, default=None):

@@ -75,7 +75,7 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
     who = f"[rank {rank}/{world}] " if world > 1 else ""
     say(f"{who}{model.name} ({model.weights}) on {runtime.where}, {settings.precision}: {len(units)} units, "
         f"{len(plan.cached)} cached, {len(plan.todo)} to render "
-        f"({settings.size} px, {settings.steps} steps, recipe {settings.recipe})")
+        f"({settings.size} px, {steps_text(settings)}, recipe {settings.recipe})")
     if request.dry_run:
         if plan.todo:
             say("measuring a short warm-up to estimate the time...")
@@ -113,6 +113,12 @@ def run_build(request: BuildRequest, reporter: Reporter | None = None) -> BuildR
         say(f"shard {k}/{n} done; when every shard is, run: atlas render --cache-dir {request.cache_dir}")
     distributed.finish()
     return result
+
+
+def steps_text(settings: Settings) -> str:
+    """'512 steps', or '256 steps (classes 512)' where the kinds differ."""
+    classes = settings.class_steps
+    return f"{settings.steps} steps" + (f" (classes {classes})" if classes not in (None, settings.steps) else "")
 
 
 def rendered_layers(model: Model, units: list[Unit]) -> tuple[str, ...]:

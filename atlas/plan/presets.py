@@ -1,13 +1,18 @@
 """Named starting points for a build; any option the user gives overrides them.
 
-full     every channel of every conv layer and every class, 224 px, 512 steps
-results  exactly the units of the reference tables (DESIGN.md), 224 px, 512 steps
+full     every channel of every conv layer and every class, 224 px, 256 steps for
+         channels and 512 for classes
+results  exactly the units of the reference tables, 224 px, 256 / 512 steps
 quick    a few channels per layer plus the reference classes, small and short:
          a CPU renders it in minutes
 
 Each takes the recipe measured best at its number of steps: the default (closeup)
 at 512, zoom at 128, whose class units take a larger step (BENCHMARKS.md, issues 14
 and 28; closeup's channels were judged at 512 steps only, so quick keeps zoom's).
+A channel's picture predicts real photos as well at 256 steps as at 512, a class
+image keeps gaining to 512: `steps` is the class units', `channel_steps` every
+other unit's (BENCHMARKS.md, "Steps per kind"). The reference tables are the
+project's seed document's (`atlas.core.reference`).
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from ..model.classifier import Model
 from ..core.reference import REFERENCE_CHANNELS, REFERENCE_CLASSES, reference_channel_layer
 
 PRESETS: dict[str, dict] = {
-    "full": {"size": 224, "steps": 512, "channels": None, "classes": "all"},
-    "results": {"size": 224, "steps": 512, "layers": "none", "classes": "reference", "units": "reference"},
+    "full": {"size": 224, "steps": 512, "channel_steps": 256, "channels": None, "classes": "all"},
+    "results": {"size": 224, "steps": 512, "channel_steps": 256, "layers": "none", "classes": "reference",
+                "units": "reference"},
     "quick": {"size": 128, "steps": 128, "recipe": "zoom", "channels": 3, "classes": "reference"},
 }
 

@@ -7,7 +7,7 @@ A `Selection` is what a user asks for; `select_units` turns it into the list of
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -32,6 +32,7 @@ class Selection:
     diversity: int = 1  # > 1: also render that many diverse images of each unit
     directions: int = 0  # also render N random directions (mixes of channels) of each selected layer
     directions_seed: int = 0  # which random directions
+    pictures: int = 1  # pictures of each unit, from as many seeds (a set on its page)
 
 
 def select_units(model: Model, selection: Selection) -> list[Unit]:
@@ -56,7 +57,10 @@ def select_units(model: Model, selection: Selection) -> list[Unit]:
                   for layer in layers for n in range(selection.directions)]
     if not base and not directions:
         raise AtlasError("nothing selected: give --layers, --units or --classes")
-    units = list(base)
+    if selection.pictures < 1:
+        raise AtlasError(f"--pictures must be at least 1, got {selection.pictures}")
+    # A unit's pictures next to it, so they render in one batch.
+    units = [picture for u in base for picture in [u] + [replace(u, picture=k) for k in range(1, selection.pictures)]]
     if selection.negative:
         units += [Unit(u.layer, u.index, u.objective, negative=True) for u in base]
     if selection.diversity > 1:

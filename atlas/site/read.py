@@ -108,7 +108,7 @@ def _model_view(card: dict, entries: list[tuple[cache.Entry, EntryMeta]]) -> Mod
     for layer in model.layers:
         indices = sorted(i for (name, i) in by_unit if name == layer.name)
         for index in indices:
-            renders = sorted(by_unit[(layer.name, index)], key=_render_order)
+            renders = _gather_pictures(sorted(by_unit[(layer.name, index)], key=_render_order))
             name = None
             if layer.is_output and model.class_names and 0 <= index < len(model.class_names):
                 name = str(model.class_names[index])
@@ -163,9 +163,25 @@ def _attach_photos(model: ModelView, photos: dict) -> None:
 
 
 def _render_order(render: Render) -> tuple:
-    """Main render first: plain positive channel/logit, then by objective and variant."""
+    """Main render first: plain positive channel/logit, then by objective and variant, pictures in order."""
     u = render.unit
-    return (not render.is_plain, not render.ok, OBJECTIVES.index(u.objective), u.negative, u.diversity)
+    return (not render.is_plain, not render.ok, OBJECTIVES.index(u.objective), u.negative, u.diversity, u.picture)
+
+
+def _gather_pictures(renders: list[Render]) -> list[Render]:
+    """A unit's renders with every later picture of a variant put beside its first (`Render.others`)."""
+    first: dict[tuple, Render] = {}
+    kept = []
+    for render in renders:
+        u = render.unit
+        variant = (u.objective, u.negative, u.diversity, u.params)
+        if u.picture and variant in first:
+            first[variant].others.append(render)
+            render.thumb = None
+            continue
+        first.setdefault(variant, render)
+        kept.append(render)
+    return kept
 
 
 def _render(model: ModelView, entry: cache.Entry, meta: EntryMeta) -> Render:

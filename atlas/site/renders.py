@@ -8,7 +8,7 @@ examples as pages show them. The page records that hold them are `atlas.site.vie
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.entry import EntryMeta
@@ -25,6 +25,13 @@ class Render:
     thumb: str | None = None     # site path of the grid thumbnail; only a unit's main render has one
     curve: dict | None = None    # the objective curve as `pages.curve_plot` draws it
     weights: str = ""            # the entry's weights, else its model's
+    # The unit's other pictures of this variant (other seeds, `--pictures N`), shown with it as a set.
+    others: list["Render"] = field(default_factory=list)
+
+    @property
+    def pictures(self) -> list["Render"]:
+        """This render and its unit's other pictures of the same variant, in seed order."""
+        return [self] + [r for r in self.others if r.ok]
 
     @property
     def unit(self) -> Unit:
@@ -77,7 +84,7 @@ class Render:
     @property
     def is_plain(self) -> bool:
         u = self.unit
-        return u.kind.plain and not u.negative and u.diversity == 1
+        return u.kind.plain and not u.negative and u.diversity == 1 and u.picture == 0
 
     @property
     def labels(self) -> tuple[tuple[int, float], ...]:

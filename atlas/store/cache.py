@@ -61,7 +61,7 @@ def entry_key(model_name: str, fingerprint: str, unit: Unit, settings: Settings)
         "model": model_name,
         "weights": fingerprint,
         "unit": unit.as_dict(),
-        "settings": settings.as_dict(),
+        "settings": settings.for_unit(unit).as_dict(),
         "recipe_spec": settings.recipe_for(unit).key(),
         "recipe_version": RECIPE_VERSION,
     })
