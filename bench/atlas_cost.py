@@ -15,6 +15,11 @@ Prints, on one device:
                (the build's size and steps), both rendered in this run
   site         bytes of the atlas page, its icons and photo patches
 
+The atlas is the build's own job (`atlas.activation_atlas.job`): its sampling ride
+read alone here, so it is timed, then `assemble.build_atlas` per layer; `--batch-size`
+photos per batch of the pass, `--workers` decoding processes (the runtime's,
+`atlas.model.runtime`).
+
 `--umap N` lays out N synthetic vectors (512-d, clustered) and reports time and
 peak memory: run each N in its own process for a clean peak.
 """
@@ -34,18 +39,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas.store import cache as entries
-from atlas.data import sources, stream as dataset
-from atlas.model import device as devices
 from atlas.activation_atlas import grid
-from atlas.activation_atlas.job import AtlasRequest, atlas_job, build_atlas
+from atlas.activation_atlas.assemble import build_atlas
+from atlas.activation_atlas.job import ActivationAtlasRequest, atlas_job
 from atlas.activation_atlas.sampling import attributions, grid_cells, positions
-from atlas.model.loading import load_model
-from atlas.model.classifier import normalize, to_device
-from atlas.model.forward import activations
-from atlas.engine.render import render_batch
 from atlas.core.settings import DEFAULT_RECIPE, Settings
 from atlas.core.units import Unit
+from atlas.data import sources
+from atlas.data.stream import stream
+from atlas.engine.render import render_batch
+from atlas.model.classifier import normalize, to_device
+from atlas.model.forward import activations
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
+from atlas.store import cache as entries
 
 LITE_LAYERS = "_blocks.4._project_conv,_blocks.10._project_conv,_conv_head"
 
@@ -59,20 +66,22 @@ def synchronize(device) -> None:
         torch.cuda.synchronize(device)
 
 
-def sampling_floor(model, source, layers, per_image, device, batch_size, precision, count) -> float:
-    """Images/s of the forward pass and the attributions alone, on decoded images."""
+def sampling_floor(model, source, layers, per_image, runtime, count) -> float:
+    """Images/s of the forward pass and the attributions alone, on decoded images (batches of
+    the runtime's photos per batch)."""
+    device, batch_size = runtime.device, runtime.photos_per_batch
     pixels = torch.stack([torch.from_numpy(source.load(i).pixels.copy()) for i in range(count)])
     batches = [pixels[i:i + batch_size].to(device) for i in range(0, count, batch_size)]
 
     def run():
         for n, b in enumerate(batches):
             x = normalize(model, b.permute(0, 3, 1, 2).float() / 255).contiguous(memory_format=torch.channels_last)
-            with torch.no_grad(), devices.autocast(device, precision):
+            with torch.no_grad(), runtime.autocast():
                 acts = activations(model, x, set(layers))
             for layer in layers:
                 h, w = acts[layer].shape[2:]
                 where = np.stack([positions(n * batch_size + i, per_image, 0) for i in range(len(b))])
-                attributions(model, x, layer, torch.from_numpy(grid_cells(where, h, w)), precision)
+                attributions(model, x, layer, torch.from_numpy(grid_cells(where, h, w)))
 
     run()
     synchronize(device)
@@ -110,8 +119,8 @@ def main() -> int:
     parser.add_argument("--class-index", type=int, help="also a class atlas of the last layer")
     parser.add_argument("--recipe", default=DEFAULT_RECIPE,
                         help="the recipe of the channel units icons are compared with (icons render as lucid)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int)
+    parser.add_argument("--batch-size", type=int, default=32, help="photos per batch of the sampling pass")
+    parser.add_argument("--workers", type=int, help="photo-decoding processes (default: every core but one)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache", type=Path, help="cache folder (default: a temporary one)")
     parser.add_argument("--site", type=Path, help="also write the site here and measure the atlas pages")
@@ -129,26 +138,31 @@ def main() -> int:
             _write(args.json, report)
             return 0
 
-    device = devices.resolve_device(args.device)
-    precision = devices.resolve_precision("auto", device)
+    runtime = resolve_runtime(args.device, "auto", photos_per_batch=args.batch_size, workers=args.workers)
+    device, precision = runtime.device, runtime.precision
     model = to_device(load_model(args.model, args.weights), device)
     layers = [l.name for l in model.select_layers(args.layers or (LITE_LAYERS if "lite" in args.model else None))]
     cache = args.cache or Path(tempfile.mkdtemp(prefix="atlas-bench-"))
     source = sources.image_folder(args.photos, model, "--photos")
     levels = tuple(int(s) for s in args.levels.split(",")) if args.levels else None
-    request = AtlasRequest(args.photos, tuple(layers), args.positions, args.samples, 0, args.layout, levels,
-                           args.min_count, icon_steps=args.icon_steps, class_index=args.class_index)
-    job = atlas_job(model, source, request, cache, precision)
-    print(f"{model.name} ({model.weights}) on {devices.describe(device)}, {precision}; {len(source)} photos, "
+    request = ActivationAtlasRequest(args.photos, layers=",".join(layers), positions=args.positions,
+                                     samples=args.samples, layout=args.layout, levels=levels,
+                                     min_count=args.min_count, class_index=args.class_index,
+                                     icon_steps=args.icon_steps)
+    # Icons take their size, steps and recipe from the request; the rest of the build's settings.
+    settings = Settings(precision=precision, recipe=args.recipe)
+    job = atlas_job(model, source, request, root=cache, runtime=runtime, settings=settings, layers=tuple(layers),
+                    samples=args.samples, seed=0)
+    print(f"{model.name} ({model.weights}) on {runtime.where}, {precision}; {len(source)} photos, "
           f"{args.positions} positions each; layers {', '.join(layers)}", flush=True)
 
-    floor = sampling_floor(model, source, layers, args.positions, device, args.batch_size, precision,
-                           min(len(source), 4 * args.batch_size))
-    sampler = job.sampler()
+    floor = sampling_floor(model, source, layers, args.positions, runtime, min(len(source), 4 * args.batch_size))
+    rides = job.rides(0)   # none when every layer's samples are in the cache
+    sampler = rides[0].consumer if rides else None
     start = time.perf_counter()
-    pass_report = dataset.stream(model, source, [sampler] if sampler else [], device, args.batch_size, args.workers,
-                                 precision=precision)
-    job.finish_samples(sampler, pass_report)
+    pass_report = stream(model, source, [sampler] if sampler else [], runtime)
+    for ride in rides:
+        ride.finish(pass_report)   # stores the samples
     sampling_seconds = time.perf_counter() - start
     rate = pass_report.images / sampling_seconds if sampler else 0.0
     report["sampling"] = {"images": pass_report.images, "seconds": sampling_seconds, "rate": rate, "floor": floor,
@@ -161,12 +175,11 @@ def main() -> int:
         print(f"sampling: the samples were in the cache (not measured; use a fresh --cache); floor (forward + "
               f"attribution) {floor:.1f} images/s", flush=True)
 
-    settings = Settings(precision=precision, recipe=args.recipe)
     report["atlases"] = []
     for layer in layers + ([layers[-1]] if args.class_index is not None else []):
         class_index = args.class_index if len(report["atlases"]) == len(layers) else None
         before, start = peak_mb(), time.perf_counter()
-        record, summary = build_atlas(job, layer, settings, device, class_index)
+        record, summary = build_atlas(job, layer, class_index)
         seconds = time.perf_counter() - start
         icons = sum(len(level["cells"]) for level in record["levels"])
         rendered = max(summary.rendered, 1)
@@ -183,8 +196,8 @@ def main() -> int:
     # A channel unit of the last layer, at the build's size and steps, timed the same way.
     units = [Unit(layers[-1], i) for i in range(min(8, model.layer(layers[-1]).channels))]
     start = time.perf_counter()
-    with devices.weights_in_bf16(model.module, precision):
-        render_batch(model, units, settings.replace(steps=args.unit_steps), device)
+    with runtime.weights_in_bf16(model.module):
+        render_batch(model, units, settings.replace(steps=args.unit_steps), runtime)
     synchronize(device)
     unit_seconds = (time.perf_counter() - start) / len(units)
     report["channel_unit_seconds"] = unit_seconds

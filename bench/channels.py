@@ -27,16 +27,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlas.model import device as devices
-from atlas.examples.top import preprocess
-from atlas.model.loading import load_model
-from atlas.model.classifier import normalize, to_device
-from atlas.engine import objectives
-from atlas.model.forward import activations
-from atlas.engine.render import render
-from atlas.plan.selection import checked_unit
 from atlas.core.settings import DEFAULT_RECIPE, Settings
 from atlas.core.units import Unit
+from atlas.engine import objectives
+from atlas.engine.batching import render
+from atlas.examples.top import preprocess
+from atlas.model.classifier import normalize, to_device
+from atlas.model.forward import activations
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
+from atlas.plan.selection import checked_unit
 
 from contact_sheet import contact_sheet
 from examples import write_dataset
@@ -74,7 +74,8 @@ def main():
     parser.add_argument("--units", default=",".join(CHANNELS), help="LAYER:INDEX list")
     parser.add_argument("--out", type=Path, default=Path("bench/out/channels"))
     args = parser.parse_args()
-    device = devices.resolve_device("auto")
+    runtime = resolve_runtime("auto", "auto")   # batches: the device's default size
+    device = runtime.device
     model = to_device(load_model("efficientnet_lite0"), device)
     units = [Unit(*checked_unit(model, spec)) for spec in args.units.split(",")]
     files = [f"{u.layer}-{u.index}.png" for u in units]
@@ -83,9 +84,9 @@ def main():
                            "photo": photo_objectives(model, units, args.size, device), "recipes": {}}
     for name, candidate in tried.items():
         settings = Settings(size=args.size, steps=args.steps, recipe=name, seed=args.seed,
-                            precision=devices.resolve_precision("auto", device)).replace(**dict(candidate.settings))
+                            precision=runtime.precision).replace(**dict(candidate.settings))
         start = time.perf_counter()
-        results = {r.unit: r for batch in render(model, units, settings, device) for r in batch}
+        results = {r.unit: r for batch in render(model, units, settings, runtime) for r in batch}
         seconds = (time.perf_counter() - start) / len(units)
         folder = args.out / f"{name}-{args.steps}"
         folder.mkdir(parents=True, exist_ok=True)

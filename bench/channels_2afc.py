@@ -5,10 +5,14 @@ Zimmermann et al. (NeurIPS 2021), with a judge model standing in for the person.
 
 Photos. The 1,000 ImageNet photos of github:EliSchwartz/imagenet-sample-images (one
 per class; never commit them), each framed as the subject's evaluation frames it
-(atlas.sources.image_folder). One streaming pass (atlas.dataset.stream) gives every
+(atlas.data.sources.image_folder). One streaming pass (atlas.data.stream) gives every
 photo's mean activation for every channel of the chosen layers (the channel
-objective the visualization maximizes) and the judge's embeddings of every photo;
-both are cached under --out, keyed by the folder's fingerprint.
+objective the visualization maximizes) and the judge's embeddings of every photo
+(the consumers of atlas.two_photo.consumers); both are cached under --photo-cache,
+keyed by the folder's fingerprint.
+
+The protocol below (the split, the picks, the scores) is atlas.two_photo.protocol's;
+this script brings the judge, the renders and the tables.
 
 Per channel. Rank the photos by the channel's objective, most exciting first:
   exemplars  ranks 1-9
@@ -72,17 +76,18 @@ import os
 import platform
 import sys
 import time
-import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-EXEMPLARS = 9
-STRONG = (9, 29)      # 0-based ranks: the 10th to the 29th most exciting photo
-WEAK = 20             # the 20 least exciting photos
-SPACES = ("logits", "penultimate", "both")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from atlas.two_photo import protocol  # noqa: E402  (numpy only: --tables needs no torch)
+from atlas.two_photo.protocol import (EXEMPLARS, SPACES, STRONG, WEAK, Split, spaces, spread,  # noqa: E402
+                                      standard_error, unit_rows)
+
 OWN = "penultimate-own-centre"   # diagnostic: renders centred on the renders' mean (embed_renders)
 DEFAULT_LAYERS = ("_blocks.1._project_conv", "_blocks.4._project_conv", "_blocks.7._project_conv",
                   "_blocks.10._project_conv", "_blocks.13._project_conv", "_conv_head")
@@ -90,95 +95,7 @@ PHOTOS = Path("/work/data/imagenet-sample")
 JUDGES_DIR = Path(os.environ.get("ATLAS_JUDGES_DIR", Path(__file__).resolve().parents[2] / "shared" / "judges"))
 
 
-# --- The protocol: pure functions over rankings and embeddings (tested without a model) ---
-
-@dataclass(frozen=True)
-class Split:
-    """One channel's photos by rank: exemplars, and the strong and weak queries in pair order."""
-    exemplars: np.ndarray   # [9] photo ids, the most exciting first
-    strong: np.ndarray      # [20] ranks 10..29
-    weak: np.ndarray        # [20] the weakest first: pair i is (strong[i], weak[i])
-
-
-def split_ranking(values: np.ndarray) -> Split:
-    """Photos by one channel's objective `values` [N] -> exemplars and paired queries.
-
-    The order is a stable sort, so equal activations keep the folder's order."""
-    n = len(values)
-    if n < STRONG[1] + WEAK:
-        raise ValueError(f"need at least {STRONG[1] + WEAK} photos, got {n}")
-    order = np.argsort(-np.asarray(values, dtype=np.float64), kind="stable")
-    return Split(order[:EXEMPLARS], order[STRONG[0]:STRONG[1]], order[::-1][:WEAK])
-
-
-def unit_rows(x: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
-    """Rows centred on `center` (when given) and scaled to unit length (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float64)
-    if center is not None:
-        x = x - center
-    norm = np.linalg.norm(x, axis=-1, keepdims=True)
-    return x / np.where(norm > 0, norm, 1.0)
-
-
-def reference_similarity(refs: np.ndarray, queries: np.ndarray, rule: str = "mean") -> np.ndarray:
-    """[Q]: how close each query is to a reference of one or more images [R, D] (unit rows):
-    the mean (or the max) over the reference's images of the cosine similarity."""
-    sims = np.atleast_2d(refs) @ np.atleast_2d(queries).T      # [R, Q]
-    return sims.mean(0) if rule == "mean" else sims.max(0)
-
-
-def picks(strong_sim: np.ndarray, weak_sim: np.ndarray) -> np.ndarray:
-    """Per pair: 1 when the reference sides with the strong query, 0 with the weak one, 0.5 on an exact tie."""
-    return np.where(strong_sim > weak_sim, 1.0, np.where(strong_sim < weak_sim, 0.0, 0.5))
-
-
-def pair_score(refs: np.ndarray, strong: np.ndarray, weak: np.ndarray, rule: str = "mean") -> float:
-    """Share of correct picks over the pairs (strong[i], weak[i]): refs [R, D], queries [P, D], unit rows."""
-    return float(picks(reference_similarity(refs, strong, rule), reference_similarity(refs, weak, rule)).mean())
-
-
-def random_photos(split: Split, count: int, draws: int, seed: int, key: str) -> np.ndarray:
-    """`draws` photo ids drawn uniformly (with replacement) from the `count` photos, the
-    channel's exemplars and queries excluded; seeded by the run's seed and the channel."""
-    taken = set(np.concatenate([split.exemplars, split.strong, split.weak]).tolist())
-    pool = np.array([i for i in range(count) if i not in taken])
-    rng = np.random.default_rng(zlib.crc32(f"{seed}|{key}".encode()))
-    return pool[rng.integers(0, len(pool), draws)]
-
-
-def random_score(embedding: np.ndarray, split: Split, draws: int, seed: int, key: str) -> float:
-    """The random-photo reference: the mean over `draws` single-photo references."""
-    ids = random_photos(split, len(embedding), draws, seed, key)
-    strong, weak = embedding[split.strong], embedding[split.weak]
-    return float(np.mean([pair_score(embedding[i][None], strong, weak) for i in ids]))
-
-
-def spaces(logits: np.ndarray, penultimate: np.ndarray, center: dict | None = None) -> dict[str, np.ndarray]:
-    """The three embeddings as unit rows, centred on `center` (per space: the photos' mean)."""
-    center = center or {"logits": None, "penultimate": None}
-    lo, pe = unit_rows(logits, center["logits"]), unit_rows(penultimate, center["penultimate"])
-    return {"logits": lo, "penultimate": pe, "both": np.concatenate([lo, pe], -1) / math.sqrt(2)}
-
-
-def spread(values) -> tuple[float, float]:
-    """(mean, half of max - min) over seeds."""
-    values = list(values)
-    return float(np.mean(values)), float((max(values) - min(values)) / 2)
-
-
-def standard_error(values) -> float:
-    values = np.asarray(values, dtype=np.float64)
-    return float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-
-
-def pick_channels(channels: int, count: int) -> list[int]:
-    """`count` channel indices spread evenly over a layer of `channels`: deterministic, no seed."""
-    if count >= channels:
-        return list(range(channels))
-    return sorted({int(round(x)) for x in np.linspace(0, channels - 1, count + 2)[1:-1]})
-
-
-# --- Candidates: channel recipes tried against `steady` (the ones kept are in atlas/settings.py) ---
+# --- Candidates: channel recipes tried against `steady` (the ones kept are in atlas/core/settings.py) ---
 
 @dataclass(frozen=True)
 class Candidate:
@@ -294,61 +211,27 @@ def judge_embeddings(judge, images, batch: int = 64) -> tuple[np.ndarray, np.nda
 
 # --- The photos: one streaming pass for rankings and judge embeddings, cached ---
 
-class ChannelMeans:
-    """Consumer of atlas.dataset.stream: every photo's mean activation for every channel
-    of the chosen layers ([photos, channels] per layer: full rankings, not a top-k)."""
-
-    def __init__(self, layers: list[str], count: int):
-        self.layers = frozenset(layers)
-        self.means: dict[str, np.ndarray | None] = {layer: None for layer in layers}
-        self.count = count
-
-    def update(self, batch) -> None:
-        ids = batch.ids.cpu().numpy()
-        for layer in self.layers:
-            out = batch.acts[layer]
-            values = (out.flatten(2).mean(2) if out.dim() == 4 else out).float().cpu().numpy()
-            if self.means[layer] is None:
-                self.means[layer] = np.full((self.count, values.shape[1]), np.nan, dtype=np.float32)
-            self.means[layer][ids] = values
-
-
-class JudgeView:
-    """Consumer of the same pass (no layers of the subject): the judge's embeddings of
-    each photo's evaluation view, the frame the subject ranked it by."""
-    layers = frozenset()
-
-    def __init__(self, judge, count: int):
-        self.judge, self.count = judge, count
-        self.logits = self.penultimate = None
-
-    def update(self, batch) -> None:
-        logits, pooled = judge_embeddings(self.judge, batch.images)
-        if self.logits is None:
-            self.logits = np.full((self.count, logits.shape[1]), np.nan, dtype=np.float32)
-            self.penultimate = np.full((self.count, pooled.shape[1]), np.nan, dtype=np.float32)
-        ids = batch.ids.cpu().numpy()
-        self.logits[ids], self.penultimate[ids] = logits, pooled
-
-
-def photo_pass(model, folder: Path, layers: list[str], judge, device, precision: str, cache_dir: Path) -> dict:
+def photo_pass(model, folder: Path, layers: list[str], judge, runtime, cache_dir: Path) -> dict:
     """Per layer [N, C] channel means, the judge's logits and penultimate features of the N
     photos, and their names; from the cache under `cache_dir` when the folder is unchanged."""
     import joblib
 
-    from atlas.data import sources, stream as dataset
+    from atlas.data.sources import image_folder
+    from atlas.data.stream import stream
+    from atlas.two_photo.consumers import ChannelMeans, JudgeEmbeddings
 
-    source = sources.image_folder(folder, model, "--photos")
-    key = joblib.hash((source.fingerprint(), model.name, model.fingerprint, sorted(layers), precision, "v1"))
+    source = image_folder(folder, model, "--photos")
+    key = joblib.hash((source.fingerprint(), model.name, model.fingerprint, sorted(layers), runtime.precision, "v1"))
     path = cache_dir / f"photos-{key[:16]}.npz"
     if path.exists():
         return load_photo_data(path, layers)
-    means, view = ChannelMeans(layers, len(source)), JudgeView(judge, len(source))
+    means = ChannelMeans(layers, len(source))
+    view = JudgeEmbeddings(lambda images: judge_embeddings(judge, images), len(source))
     start = time.perf_counter()
-    report = dataset.stream(model, source, [means, view], device, batch_size=32, precision=precision)
+    report = stream(model, source, [means, view], replace(runtime, photos_per_batch=32))
     print(f"photo pass: {report.images} photos in {time.perf_counter() - start:.0f} s, "
           f"{len(report.skipped)} skipped", flush=True)
-    read = ~np.isnan(view.logits[:, 0])
+    read = view.read()
     if not read.all():   # a skipped photo takes part in no ranking
         raise SystemExit(f"{(~read).sum()} photos could not be read: {report.skipped[:3]}")
     names = np.array([source.name(i) for i in range(len(source))])
@@ -368,29 +251,30 @@ def load_photo_data(path: Path, layers: list[str]) -> dict:
 
 # --- Rendering ---
 
-def render_all(model, units, candidate: Candidate, steps: int, size: int, seed: int, precision: str, device,
-               batch_size: int | None = None, redirect_steps: int | None = None):
-    """Images [U, copies, S, S, 3] uint8, final objectives [U], seconds of the whole render."""
-    from atlas.engine.render import render
+def render_all(model, units, candidate: Candidate, runtime, *, steps: int, size: int, seed: int,
+               redirect_steps: int | None = None):
+    """Images [U, copies, S, S, 3] uint8, final objectives [U], seconds of the whole render,
+    the units that failed. Batches hold `runtime.batch_size` images (None: the device's default)."""
     from atlas.core.settings import Settings
     from atlas.core.units import Unit
+    from atlas.engine.batching import render
 
     jobs = [Unit(u.layer, u.index, candidate.objective, diversity=candidate.diversity) for u in units]
     settings = Settings(size=size, steps=steps, recipe=candidate.recipe, seed=seed,
-                        precision=precision).replace(**dict(candidate.settings))
+                        precision=runtime.precision).replace(**dict(candidate.settings))
     if redirect_steps is not None:
         settings = settings.replace(redirect_steps=redirect_steps)
     start = time.perf_counter()
-    results = {r.unit: r for batch in render(model, jobs, settings, device, batch_size) for r in batch}
-    _sync(device)
+    results = {r.unit: r for batch in render(model, jobs, settings, runtime) for r in batch}
+    _sync(runtime.device)
     seconds = time.perf_counter() - start
     images = np.stack([np.stack(results[u].images) for u in jobs])
     errors = [f"{u.layer}:{u.index}" for u in jobs if results[u].error]
     return images, [results[u].final_objective for u in jobs], seconds, errors
 
 
-def time_recipes(model, units_by_layer: dict, tried: dict[str, Candidate], steps: int, size: int, precision: str,
-                 device, rounds: int = 2, batch_size: int | None = None) -> dict[str, float]:
+def time_recipes(model, units_by_layer: dict, tried: dict[str, Candidate], runtime, *, steps: int, size: int,
+                 rounds: int = 2) -> dict[str, float]:
     """Seconds per unit-step of each candidate (a unit's copies included), on the run's own
     shapes: one batch of each layer's units (at most 8) rendered for `steps` and for
     2 x `steps` steps, no redirected ReLU steps; the difference over `steps` x units is
@@ -402,7 +286,7 @@ def time_recipes(model, units_by_layer: dict, tried: dict[str, Candidate], steps
     for _ in range(rounds):
         for name, candidate in tried.items():
             for n, table in ((steps, short), (2 * steps, long)):
-                *_, seconds, _ = render_all(model, units, candidate, n, size, 0, precision, device, batch_size,
+                *_, seconds, _ = render_all(model, units, candidate, runtime, steps=n, size=size, seed=0,
                                             redirect_steps=0)
                 table[name] = min(table[name], seconds)
     return {name: (long[name] - short[name]) / (len(units) * steps) for name in tried}
@@ -418,25 +302,12 @@ def _sync(device) -> None:
 
 def score_channels(embedded: dict[str, np.ndarray], splits: list[Split], renders: dict[str, np.ndarray] | None,
                    seed: int, keys: list[str], draws: int) -> dict:
-    """Per space, per channel: the visualization's score (when `renders` [U, copies, D] per
-    space are given), the exemplars' and the random photo's."""
-    out = {}
+    """atlas.two_photo.protocol.score_channels, plus the OWN diagnostic when the renders carry
+    it: the renders centred on their own mean, scored against the photos' penultimate space."""
     embedded = dict(embedded)
     if renders is not None and OWN in renders:
         embedded[OWN] = embedded["penultimate"]
-    for space, photos in embedded.items():
-        rows = {"exemplars": [], "random": []}
-        if renders is not None:
-            rows["visualization"], rows["first_image"] = [], []
-        for n, (split, key) in enumerate(zip(splits, keys)):
-            strong, weak = photos[split.strong], photos[split.weak]
-            rows["exemplars"].append(pair_score(photos[split.exemplars], strong, weak))
-            rows["random"].append(random_score(photos, split, draws, seed, key))
-            if renders is not None:
-                rows["visualization"].append(pair_score(renders[space][n], strong, weak))
-                rows["first_image"].append(pair_score(renders[space][n][:1], strong, weak))
-        out[space] = rows
-    return out
+    return protocol.score_channels(embedded, splits, renders, seed=seed, keys=keys, draws=draws)
 
 
 def embed_renders(judge, images: np.ndarray, center: dict) -> dict[str, np.ndarray]:
@@ -576,16 +447,17 @@ def main(argv=None) -> dict:
 
     import torch
 
-    from atlas.model import device as devices
-    from atlas.model.loading import load_model
-    from atlas.model.classifier import to_device
     from atlas.core.units import Unit
+    from atlas.model.classifier import to_device
+    from atlas.model.loading import load_model
+    from atlas.model.runtime import resolve_runtime
 
-    device = devices.resolve_device(args.device)
-    precision = devices.resolve_precision("auto", device)
+    runtime = resolve_runtime(args.device, "auto", batch_size=args.batch_size)
+    device, precision = runtime.device, runtime.precision
     model = to_device(load_model(args.model), device)
     layers = args.layers.split(",")
-    units = [Unit(layer, i) for layer in layers for i in pick_channels(model.layer(layer).channels, args.channels)]
+    units = [Unit(layer, i) for layer in layers
+             for i in protocol.pick_channels(model.layer(layer).channels, args.channels)]
     keys = [f"{u.layer}:{u.index}" for u in units]
     tried = chosen(args.recipe or ([] if args.candidate else ["steady"]), args.candidate)
     if args.objective or args.diversity:
@@ -596,14 +468,13 @@ def main(argv=None) -> dict:
     seeds = args.seed or [0]
     args.out.mkdir(parents=True, exist_ok=True)
     renders_dir = args.out / "renders"
-    where = f"{devices.describe(device)}, {platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    where = f"{runtime.where}, {platform.node()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     print(f"{args.model}, {len(units)} channels of {len(layers)} layers, {args.size} px, {args.steps} steps, "
           f"{precision}, on {where}", flush=True)
 
     if args.time_only:
         by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
-        timing = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
-                              batch_size=args.batch_size)
+        timing = time_recipes(model, by_layer, tried, runtime, steps=args.time_steps, size=args.size)
         first = next(iter(timing.values()))
         report = {"machine": where, "date": date.today().isoformat(), "precision": precision,
                   "time_steps": args.time_steps,
@@ -618,8 +489,8 @@ def main(argv=None) -> dict:
         renders_dir.mkdir(parents=True, exist_ok=True)
         for seed in seeds:
             for name, candidate in tried.items():
-                images, finals, seconds, errors = render_all(model, units, candidate, args.steps, args.size, seed,
-                                                             precision, device, args.batch_size)
+                images, finals, seconds, errors = render_all(model, units, candidate, runtime, steps=args.steps,
+                                                             size=args.size, seed=seed)
                 np.savez_compressed(renders_dir / f"{name}-s{seed}.npz", images=images, finals=np.array(finals),
                                     meta=json.dumps({"name": name, "seed": seed, "steps": args.steps,
                                                      "seconds": seconds, "units": keys, "errors": errors,
@@ -628,8 +499,7 @@ def main(argv=None) -> dict:
                 print(f"{name} s{seed}: {seconds / len(units):.3f} s/unit", flush=True)
         if args.time_steps:
             by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
-            timing = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
-                                  batch_size=args.batch_size)
+            timing = time_recipes(model, by_layer, tried, runtime, steps=args.time_steps, size=args.size)
             (renders_dir / "timing.json").write_text(json.dumps(timing, indent=1))
             print(json.dumps(timing), flush=True)
         return {}
@@ -641,12 +511,12 @@ def main(argv=None) -> dict:
     if args.photo_data:   # a cached pass carried to a machine without the photos
         photos = load_photo_data(args.photo_data, layers)
     else:
-        photos = photo_pass(model, args.photos, pass_layers, judge, device, precision, args.photo_cache)
+        photos = photo_pass(model, args.photos, pass_layers, judge, runtime, args.photo_cache)
     center = {"logits": photos["logits"].mean(0), "penultimate": photos["penultimate"].mean(0)}
     if args.no_centre:   # raw cosine similarity: the comparison that chose the centring
         center = {"logits": None, "penultimate": None}
     embedded = spaces(photos["logits"], photos["penultimate"], center)
-    splits = [split_ranking(photos["means"][u.layer][:, u.index]) for u in units]
+    splits = [protocol.split_ranking(photos["means"][u.layer][:, u.index]) for u in units]
     names = photos["names"]
     report = {
         "protocol": {"exemplars": EXEMPLARS, "strong_ranks": [STRONG[0] + 1, STRONG[1]], "weak": WEAK,
@@ -705,13 +575,13 @@ def main(argv=None) -> dict:
     else:
         for seed in seeds:   # seeds outermost: a run cut short has every recipe on the first seeds
             for name, candidate in tried.items():
-                images, finals, seconds, errors = render_all(model, units, candidate, args.steps, args.size, seed,
-                                                             precision, device, args.batch_size)
+                images, finals, seconds, errors = render_all(model, units, candidate, runtime, steps=args.steps,
+                                                             size=args.size, seed=seed)
                 add_run(name, seed, args.steps, images, finals, seconds, errors, _describe(candidate))
         if args.time_steps:
             by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
-            report["timing"] = time_recipes(model, by_layer, tried, args.time_steps, args.size, precision, device,
-                                            batch_size=args.batch_size)
+            report["timing"] = time_recipes(model, by_layer, tried, runtime, steps=args.time_steps,
+                                            size=args.size)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     for space in SPACES + ((OWN,) if report["runs"] else ()):
         print("\n" + tables(report, space), flush=True)

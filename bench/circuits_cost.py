@@ -18,11 +18,11 @@ from pathlib import Path
 import torch
 
 from atlas.circuits import connections
-from atlas.store import circuits as stored_circuits
-from atlas.model.device import resolve_device
-from atlas.model.loading import load_model
 from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 from atlas.plan.selection import Selection, select_units
+from atlas.store import circuits as stored_circuits
 
 
 def main() -> None:
@@ -33,7 +33,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pairs", type=int, help="only the last N pairs (a quick projection)")
     args = parser.parse_args()
-    device = resolve_device(args.device)
+    runtime = resolve_runtime(args.device)
+    device = runtime.device
     model = to_device(load_model(args.model, args.weights), device)
     units = select_units(model, Selection(layers=args.layers, classes="all"))
     pairs = connections.rendered_pairs(model, units)
@@ -41,7 +42,7 @@ def main() -> None:
         pairs = pairs[-args.pairs:]
     with tempfile.TemporaryDirectory() as root:
         start = time.perf_counter()
-        computed, _ = connections.connect(model, pairs, Path(root), device)
+        computed, _ = connections.connect(model, pairs, root=Path(root), runtime=runtime)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -33,8 +33,15 @@ def contact_sheet(columns: list[tuple[str, Path]], files: list[str], labels: lis
     return out
 
 
-def main():
-    out, pairs = Path(sys.argv[1]), [a.split("=", 1) for a in sys.argv[2:]]
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="the sheet to write (JPEG)")
+    parser.add_argument("columns", nargs="+", metavar="NAME=FOLDER", help="one column per method folder")
+    args = parser.parse_args(argv)
+    bad = [c for c in args.columns if "=" not in c]
+    if bad:
+        parser.error(f"a column is NAME=FOLDER, got {bad[0]!r}")
+    out, pairs = args.out, [c.split("=", 1) for c in args.columns]
     columns = [(name, Path(folder)) for name, folder in pairs]
     files = sorted(set.intersection(*(set(p.name for p in f.glob("*.png")) for _, f in columns)))
     contact_sheet(columns, files, [Path(f).stem for f in files], out)

@@ -12,7 +12,10 @@ For each dataset size it measures, on one device, batch and image size:
   IoU         pass 2: decode + forward + resample, threshold and count against the masks
   peak RSS    the process's peak resident memory after the passes
 
-and prints each pass's images/s and its time over the floor's. `--broden-project`
+and prints each pass's images/s and its time over the floor's. The passes are the
+dissection job's own two stages (`atlas.dissection.job`), each read alone here so
+each is timed; `--batch-size` photos per batch, `--workers` decoding processes (the
+runtime's, `atlas.model.runtime`). `--broden-project`
 scales the measured per-image cost of both passes to Broden (63,305 images at
 224 px). The dissection itself (the detectors per layer) is printed at the end.
 """
@@ -31,13 +34,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas.data import stream as dataset
-from atlas.model import device as devices
 from atlas.data.concepts import open_concepts
+from atlas.data.stream import stream
 from atlas.dissection.job import dissection_job
-from atlas.model.loading import load_model
 from atlas.model.classifier import normalize, to_device
 from atlas.model.forward import activations
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 LITE_LAYERS = ("_conv_stem,_blocks.0._project_conv,_blocks.2._project_conv,_blocks.4._project_conv,"
                "_blocks.7._project_conv,_blocks.10._project_conv,_blocks.14._project_conv,"
@@ -45,13 +48,15 @@ LITE_LAYERS = ("_conv_stem,_blocks.0._project_conv,_blocks.2._project_conv,_bloc
 BRODEN_IMAGES = 63_305
 
 
-def floor(model, source, indices, layers, device, batch_size, precision) -> float:
-    """Images per second of the forward pass alone, on images decoded beforehand."""
+def floor(model, source, indices, layers, runtime) -> float:
+    """Images per second of the forward pass alone, on images decoded beforehand (batches
+    of the runtime's photos per batch, in its precision)."""
+    device, batch_size = runtime.device, runtime.photos_per_batch
     pixels = torch.stack([torch.from_numpy(source.load(i).pixels.copy()) for i in indices])
     batches = [pixels[i:i + batch_size].to(device) for i in range(0, len(pixels), batch_size)]
     run = lambda: [activations(model, normalize(model, b.permute(0, 3, 1, 2).float() / 255)  # noqa: E731
                                .contiguous(memory_format=torch.channels_last), set(layers)) for b in batches]
-    with torch.no_grad(), devices.autocast(device, precision):
+    with torch.no_grad(), runtime.autocast():
         run()   # warm-up (oneDNN primitives, cuDNN autotuning)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -69,23 +74,24 @@ def main() -> int:
     parser.add_argument("--layers", default=None, help="comma list (default: Lite0's demo layers, VGG16's 13 convs)")
     parser.add_argument("--photos", type=Path, help="a concept dataset or any photo folder (colours)")
     parser.add_argument("--limit", type=int, action="append", help="images to use (repeatable: memory at each)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=32, help="photos per batch of the passes")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="photo-decoding processes (default: every core but one)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--broden-project", action="store_true", help="project both passes to Broden's 63,305 images")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
 
-    device = devices.resolve_device(args.device)
-    precision = devices.resolve_precision(args.precision, device)
+    runtime = resolve_runtime(args.device, args.precision, photos_per_batch=args.batch_size, workers=args.workers)
+    device, precision = runtime.device, runtime.precision
     model = to_device(load_model(args.model, args.weights), device)
     default = LITE_LAYERS if "lite" in args.model else ",".join(l.name for l in model.layers if l.kind == "conv")
     layers = [l.name for l in model.select_layers(args.layers or default)]
     work = Path(tempfile.mkdtemp(prefix="atlas-dissect-"))
     photos = args.photos or _synthetic(work / "photos", 256)
     source = open_concepts(photos, model)
-    print(f"{model.name} ({model.weights}) on {devices.describe(device)}, {precision}; {len(layers)} layers "
+    print(f"{model.name} ({model.weights}) on {runtime.where}, {precision}; {len(layers)} layers "
           f"({sum(model.layer(l).channels for l in layers)} units); {source.kind} concepts of {photos} "
           f"({len(source)} images); batch {args.batch_size}, mask {source.mask_size} px", flush=True)
 
@@ -93,15 +99,16 @@ def main() -> int:
     for limit in args.limit or [len(source)]:
         indices = list(range(min(limit, len(source))))
         cache = work / f"cache-{limit}"
-        job = dissection_job(model, layers, source, cache, shard=(1, 1), precision=precision)
-        base = floor(model, source, indices[:min(len(indices), 8 * args.batch_size)], layers, device,
-                     args.batch_size, precision)
+        job = dissection_job(model, layers, source, root=cache, runtime=runtime, shard=(1, 1))
+        base = floor(model, source, indices[:min(len(indices), 8 * args.batch_size)], layers, runtime)
+        # Stage 0 (quantile sketches, then the thresholds), stage 1 (IoU counts, then the result).
         sketches = job.quantile_consumer(device)
-        first = dataset.stream(model, source, [sketches], device, args.batch_size, args.workers, indices, precision)
+        first = stream(model, source, [sketches], runtime, indices=indices)
         job.finish_quantiles(sketches, first)
         counter = job.counts_consumer(device)
-        second = dataset.stream(model, source, [counter], device, args.batch_size, args.workers, indices, precision)
-        job.finish_counts(counter, second)
+        second = stream(model, source, [counter], runtime, indices=indices)
+        job.store_counts(counter, second)
+        job.merge_counts()
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         row = {"images": len(indices), "floor": base, "quantiles": first.rate, "iou": second.rate,
                "quantiles_x": base / first.rate, "iou_x": base / second.rate,
@@ -131,7 +138,7 @@ def main() -> int:
               f"({len(found) / result.units:.0%}); {', '.join(f'{k} {v}' for k, v in list(counts.items())[:6])}")
         rows[-1].setdefault("layers", {})[layer] = {"units": result.units, "detectors": len(found), "concepts": counts}
     if args.json:
-        args.json.write_text(json.dumps({"model": model.name, "device": devices.describe(device),
+        args.json.write_text(json.dumps({"model": model.name, "device": runtime.where,
                                          "precision": precision, "rows": rows}, indent=1))
     return 0
 

@@ -3,7 +3,7 @@
 Natural photographs at hand offline are scikit-image's bundled sample images
 (astronaut, chelsea, coffee, rocket, ...). They are written out as PNGs into a
 folder, with a flipped and a cropped variant of each (about 50 images), then
-`atlas.examples.find_examples` runs one streaming pass over them for a few
+`atlas.examples.job.find_examples` runs one streaming pass over them for a few
 layers of the model plus its class-logit layer, and reports:
 
   images/s     the pass itself (decode + preprocess + forward + running top-k),
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlas.model import device as devices
-from atlas.examples.top import find_examples
 from atlas.data.photos import list_images
-from atlas.model.loading import load_model
+from atlas.examples.job import find_examples
 from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 # Photographs (and photographic textures) that ship inside scikit-image: no download.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--model", default="efficientnet_lite0")
     parser.add_argument("--layers", default=LAYERS, help="comma list; the class-logit layer is always added")
     parser.add_argument("--k", type=int, default=9)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=32, help="photos per batch of the pass")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", type=Path, default=None, help="folder for images, cache, site (default: a temp dir)")
     parser.add_argument("--site", action="store_true", help="also build a small real site and screenshot it")
@@ -123,14 +123,14 @@ def main() -> None:
         write_dataset(images)
     count = len(list_images(images))
 
-    device = devices.resolve_device(args.device)
-    model = to_device(load_model(args.model), device)
+    runtime = resolve_runtime(args.device, "auto", photos_per_batch=args.batch_size)
+    model = to_device(load_model(args.model), runtime.device)
     layers = [name.strip() for name in args.layers.split(",") if name.strip()] + [model.output_layer]
-    print(f"{model.name} ({model.weights}) on {devices.describe(device)}, {torch.get_num_threads()} threads; "
+    print(f"{model.name} ({model.weights}) on {runtime.where}, {torch.get_num_threads()} threads; "
           f"{count} images in {images}; layers {', '.join(layers)}; k={args.k}, batch {args.batch_size}")
 
     start = time.perf_counter()
-    results, report = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
+    results, report = find_examples(model, layers, images, root=cache_dir, runtime=runtime, k=args.k)
     rate = report.rate
     total = time.perf_counter() - start
     crops = [p for p in (cache_dir / "examples").rglob("*.jpg")]
@@ -138,7 +138,7 @@ def main() -> None:
     print(f"crops: {named} examples name {len(set(crops))} crop files "
           f"({sum(p.stat().st_size for p in crops) / 1e6:.1f} MB) after one pass")
     start = time.perf_counter()
-    _, cached = find_examples(model, layers, images, cache_dir, device, args.k, args.batch_size)
+    _, cached = find_examples(model, layers, images, root=cache_dir, runtime=runtime, k=args.k)
     cached_rate = cached.rate
     again = time.perf_counter() - start
     if rate == 0:

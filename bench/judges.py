@@ -40,14 +40,14 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import normalize, to_device
-from atlas.engine.render import render
 from atlas.core.parse import parse_indices
 from atlas.core.reference import REFERENCE_CLASSES
 from atlas.core.settings import DEFAULT_RECIPE, PARAMS, PRECISIONS, RECIPES, Recipe, Settings
 from atlas.core.units import Unit
+from atlas.engine.batching import render
+from atlas.model.classifier import normalize, to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 JUDGES_DIR = Path(os.environ.get("ATLAS_JUDGES_DIR", Path(__file__).resolve().parents[2] / "shared" / "judges"))
 
@@ -236,7 +236,7 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS])
     parser.add_argument("--classes", default="reference", help="'reference', 'hundred', 'spread' (the hundred's 66 others), 'hard' (HARD_CLASSES) or indices like 1,3,10-20")
     parser.add_argument("--judges", default="lite1,lite2,mobilenet")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None, help="images per render batch (default: the device's)")
     parser.add_argument("--save-images", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/out/judges"))
     parser.add_argument("--merge", type=Path, nargs="+",
@@ -250,14 +250,14 @@ def main(argv=None) -> list[dict]:
         return report
 
     tried = chosen(args.recipe, list(CANDIDATES) if args.candidates else args.candidate, [DEFAULT_RECIPE])
-    device = devices.resolve_device("auto")
+    runtime = resolve_runtime("auto", args.precision, batch_size=args.batch_size)
+    device, precision = runtime.device, runtime.precision
     subject = to_device(load_model("efficientnet_lite0"), device)
     judges = load_judges(args.judges.split(","), device)
     wanted = class_list(args.classes)
     classes = torch.tensor(wanted)
-    precision = devices.resolve_precision(args.precision, device)
     print(f"subject {subject.name}, judges {args.judges}, {len(wanted)} classes, {args.size} px, {precision}, "
-          f"on {devices.describe(device)}", flush=True)
+          f"on {runtime.where}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     report, columns = [], []
     # Seeds outermost: a run cut short has scored every candidate on the first seeds.
@@ -268,7 +268,7 @@ def main(argv=None) -> list[dict]:
                 settings = Settings(size=args.size, steps=steps, param=args.param, recipe=recipe, seed=seed,
                                     precision=precision).replace(**dict(candidate.settings))
                 start = time.perf_counter()
-                results = [r for batch in render(subject, units, settings, device, args.batch_size) for r in batch]
+                results = [r for batch in render(subject, units, settings, runtime) for r in batch]
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 seconds = (time.perf_counter() - start) / len(units)

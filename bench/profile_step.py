@@ -16,12 +16,12 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import to_device
-from atlas.engine.render import render_batch
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine.render import render_batch
+from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 
 def main():
@@ -35,33 +35,33 @@ def main():
     parser.add_argument("--cudnn-benchmark", choices=["off", "on", "both"], default="on")
     args = parser.parse_args()
 
-    device = devices.resolve_device("auto")  # on CUDA this turns cuDNN's autotuner on, as builds do
+    runtime = resolve_runtime("auto", "auto")  # on CUDA this turns cuDNN's autotuner on, as builds do
+    device = runtime.device
     if args.cudnn_benchmark == "off":
         torch.backends.cudnn.benchmark = False
     model = to_device(load_model(args.model, "random"), device)
-    settings = Settings(size=args.size, steps=args.steps, precision=devices.resolve_precision("auto", device),
-                        redirect_steps=0)
+    settings = Settings(size=args.size, steps=args.steps, precision=runtime.precision, redirect_steps=0)
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     for layer in args.layer or ["features.2"]:
         objective = "logit" if layer == model.output_layer else "channel"
         channels = model.layer(layer).channels
         units = [Unit(layer, i % channels, objective) for i in range(min(args.batch, channels))]
-        with devices.weights_in_bf16(model.module, settings.precision):
+        with runtime.weights_in_bf16(model.module):
             if args.cudnn_benchmark != "off" and device.type == "cuda":
                 modes = [False, True] if args.cudnn_benchmark == "both" else [True]
                 for mode in modes * 2:
                     torch.backends.cudnn.benchmark = mode
-                    render_batch(model, units, settings.replace(steps=2), device)
+                    render_batch(model, units, settings.replace(steps=2), runtime)
                     torch.cuda.synchronize(device)
                     start = time.perf_counter()
-                    render_batch(model, units, settings, device)
+                    render_batch(model, units, settings, runtime)
                     torch.cuda.synchronize(device)
                     ms = (time.perf_counter() - start) / (len(units) * settings.steps) * 1e3
                     print(f"{layer}: cudnn.benchmark={mode}: {ms:.3f} ms/image-step", flush=True)
-            render_batch(model, units, settings.replace(steps=2), device)
+            render_batch(model, units, settings.replace(steps=2), runtime)
             with profile(activities=activities) as prof:
-                render_batch(model, units, settings, device)
+                render_batch(model, units, settings, runtime)
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
         print(f"== {args.model} {layer}, {len(units)} images, {args.size} px, {settings.precision}, "

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from atlas.model.device import resolve_device
-from atlas.model.loading import load_model
-from atlas.model.classifier import normalize, to_device
-from atlas.engine.render import render
 from atlas.core.reference import REFERENCE_CLASSES
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine.batching import render
+from atlas.model.classifier import normalize, to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 
 def probabilities(model, images: np.ndarray, classes: list[int], device) -> np.ndarray:
@@ -48,15 +48,16 @@ def main():
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench/out/quality"))
     args = parser.parse_args()
-    device = resolve_device("auto")
+    runtime = resolve_runtime("auto", args.precision, batch_size=args.batch_size)
+    device = runtime.device
     model = to_device(load_model("efficientnet_lite0"), device)
     classes = list(REFERENCE_CLASSES)
     report = {}
     for kind in args.param or ["fourier", "pixel"]:
-        settings = Settings(size=args.size, steps=args.steps, param=kind, precision=args.precision)
+        settings = Settings(size=args.size, steps=args.steps, param=kind, precision=runtime.precision)
         start = time.perf_counter()
         results = [r for batch in render(model, [Unit(model.output_layer, c, "logit") for c in classes],
-                                         settings, device, args.batch_size) for r in batch]
+                                         settings, runtime) for r in batch]
         seconds = time.perf_counter() - start
         images = np.stack([r.images[0] for r in results])
         plain = probabilities(model, images, classes, device)

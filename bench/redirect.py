@@ -12,33 +12,35 @@ shared machine drift.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import to_device
-from atlas.engine.render import render
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine.batching import render
+from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 
 def main():
-    device = devices.resolve_device("auto")
-    model = to_device(load_model("efficientnet_lite0"), device)
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    runtime = resolve_runtime("auto", "auto")   # batches: the device's default size
+    model = to_device(load_model("efficientnet_lite0"), runtime.device)
     steps = 16
-    settings = Settings(size=128, steps=steps, precision=devices.resolve_precision("auto", device))
+    settings = Settings(size=128, steps=steps, precision=runtime.precision)
     sets = {"_fc": [Unit("_fc", c, "logit") for c in range(8)],
             "_blocks.8._project_conv": [Unit("_blocks.8._project_conv", c) for c in range(8)]}
-    print(f"efficientnet_lite0 on {devices.describe(device)}, {settings.precision}, 128 px, {steps} steps")
+    print(f"efficientnet_lite0 on {runtime.where}, {settings.precision}, 128 px, {steps} steps")
     for name, units in sets.items():
-        list(render(model, units, settings.replace(steps=2), device))  # warm
+        list(render(model, units, settings.replace(steps=2), runtime))  # warm
         ratios = []
         for _ in range(3):
             ms = {}
             for redirect in (0, steps):
                 start = time.perf_counter()
-                for _ in render(model, units, settings.replace(redirect_steps=redirect), device):
+                for _ in render(model, units, settings.replace(redirect_steps=redirect), runtime):
                     pass
                 ms[redirect] = (time.perf_counter() - start) / (len(units) * steps) * 1e3
             ratios.append(ms[steps] / ms[0])

@@ -179,9 +179,14 @@ def judge_formats(entries, judged=JUDGED) -> None:
 def site_bytes(cache_dir: Path, out: Path, code: Path | None) -> dict:
     """Write the site with the code at `code` (None: this checkout); bytes by kind."""
     # An older checkout's `atlas.templates` would resolve to this checkout's templates
-    # through the editable install: point its site at its own templates folder.
-    script = ("import sys; from pathlib import Path; import atlas.site as s; "
-              "s.template_dir = lambda: Path(sys.argv[3]) / 'templates'; "
+    # through the editable install: point its site at its own templates folder, wherever
+    # its version keeps `template_dir` (atlas.site alone, or atlas.site.templates and write).
+    script = ("import importlib, sys; from pathlib import Path; import atlas.site as s\n"
+              "own = lambda: Path(sys.argv[3]) / 'templates'\n"
+              "for name in ('atlas.site', 'atlas.site.templates', 'atlas.site.write'):\n"
+              "    try:\n        m = importlib.import_module(name)\n"
+              "    except ImportError:\n        continue\n"
+              "    if hasattr(m, 'template_dir'):\n        m.template_dir = own\n"
               "s.write_site(Path(sys.argv[1]), Path(sys.argv[2]))")
     env = {**os.environ, "PYTHONPATH": str(code or Path(__file__).resolve().parents[1])}
     start = time.perf_counter()

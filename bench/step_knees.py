@@ -30,17 +30,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import normalize, to_device
-from atlas.engine import transforms
-from atlas.engine.builders import build
-from atlas.engine.context import Context
-from atlas.model.forward import activations
-from atlas.engine.render import render
-from atlas.plan.selection import checked_unit
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine import transforms
+from atlas.engine.batching import render
+from atlas.engine.builders import build
+from atlas.engine.context import Context
+from atlas.model.classifier import normalize, to_device
+from atlas.model.forward import activations
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
+from atlas.plan.selection import checked_unit
 
 # Two channels of each stage of EfficientNet-Lite0, from early textures to the head.
 CHANNELS = ("_blocks.1._project_conv:7", "_blocks.2._project_conv:5", "_blocks.4._project_conv:12",
@@ -50,8 +50,9 @@ CHANNELS = ("_blocks.1._project_conv:7", "_blocks.2._project_conv:5", "_blocks.4
 HELD_OUT_VIEWS = 16
 
 
-def held_out(model, unit: Unit, image: np.ndarray, settings: Settings, device, seed: int) -> float:
+def held_out(model, unit: Unit, image: np.ndarray, settings: Settings, runtime, seed: int) -> float:
     """The unit's objective averaged over HELD_OUT_VIEWS views drawn from another seed."""
+    device = runtime.device
     recipe = settings.recipe_for(unit)
     generator = torch.Generator().manual_seed(10_000 + seed)
     draws = transforms.draw(recipe, HELD_OUT_VIEWS, generator)           # [views, per-step views, P]
@@ -59,8 +60,8 @@ def held_out(model, unit: Unit, image: np.ndarray, settings: Settings, device, s
     params = draws.reshape(1, -1, draws.shape[-1]).to(device)             # every draw a view of the one image
     noise = transforms.noise_field(recipe, settings.size, generator)
     views = transforms.apply(recipe, pixels, params, noise[None].to(device) if noise is not None else None)
-    measure = build([unit] * views.shape[0], Context(model, device, settings.precision))
-    with torch.no_grad(), devices.autocast(device, settings.precision):
+    measure = build([unit] * views.shape[0], Context(model, runtime))
+    with torch.no_grad(), runtime.autocast():
         acts = activations(model, normalize(model, views).contiguous(memory_format=torch.channels_last),
                            set(measure.layers))
     return float(measure(acts).mean())
@@ -78,13 +79,13 @@ def main() -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    device = devices.resolve_device(args.device)
-    precision = devices.resolve_precision("auto", device)
+    runtime = resolve_runtime(args.device, "auto")   # batches: the device's default size
+    device, precision = runtime.device, runtime.precision
     model = to_device(load_model(args.model), device)
     units = [Unit(*checked_unit(model, text)) for text in (args.units or CHANNELS)]
     steps = sorted(args.steps or [128, 256, 384, 512])
     seeds = args.seed or [0]
-    print(f"{model.name} on {devices.describe(device)}, {precision}, {args.size} px; {len(units)} channels, "
+    print(f"{model.name} on {runtime.where}, {precision}, {args.size} px; {len(units)} channels, "
           f"steps {steps}, seeds {seeds}", flush=True)
     values: dict[tuple[int, int, Unit], tuple[float, float]] = {}
     seconds: dict[int, float] = {}
@@ -93,11 +94,11 @@ def main() -> int:
         for seed in seeds:
             settings = Settings(size=args.size, steps=count, precision=precision, seed=seed)
             start = time.perf_counter()
-            rendered = [r for batch in render(model, units, settings, device) for r in batch]
+            rendered = [r for batch in render(model, units, settings, runtime) for r in batch]
             seconds[count] += time.perf_counter() - start
             for r in rendered:
                 values[(count, seed, r.unit)] = (r.final_objective,
-                                                 held_out(model, r.unit, r.images[0], settings, device, seed))
+                                                 held_out(model, r.unit, r.images[0], settings, runtime, seed))
         seconds[count] /= len(units) * len(seeds)
         print(f"  {count} steps: {seconds[count]:.1f} s per unit", flush=True)
 
@@ -117,7 +118,7 @@ def main() -> int:
     knee = next((r["steps"] for r in rows if r["image"] >= args.target and r["held_out"] >= args.target), reference)
     print(f"knee (fewest steps reaching {args.target:.0%} of {reference} steps on both): {knee}")
     if args.json:
-        args.json.write_text(json.dumps({"model": model.name, "device": devices.describe(device),
+        args.json.write_text(json.dumps({"model": model.name, "device": runtime.where,
                                          "precision": precision, "size": args.size, "units": [u.label for u in units],
                                          "seeds": seeds, "target": args.target, "rows": rows, "knee": knee,
                                          "values": {f"{c}|{s}|{u.label}": v for (c, s, u), v in values.items()}},

@@ -16,13 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from atlas.pictures import render as builds
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import to_device
-from atlas.plan.work import make_plan
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
+from atlas.pictures import render as builds
+from atlas.plan.work import make_plan
 
 
 def main():
@@ -36,11 +36,11 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    device = devices.resolve_device("auto")
-    model = to_device(load_model(args.model, "random"), device)
+    runtime = resolve_runtime("auto", "fp32", batch_size=args.batch)
+    model = to_device(load_model(args.model, "random"), runtime.device)
     channels = model.layer(args.layer).channels
-    settings = Settings(size=args.size, steps=args.steps, precision="fp32")
-    print(f"{args.model} {args.layer} on {devices.describe(device)}: {args.units} units, {args.size} px, "
+    settings = Settings(size=args.size, steps=args.steps, precision=runtime.precision)
+    print(f"{args.model} {args.layer} on {runtime.where}: {args.units} units, {args.size} px, "
           f"{args.steps} steps, batch {args.batch}")
     print(f"{'storing':12} {'rendering s':>12} {'loop s':>8} {'overhead s':>11} {'ms/unit':>8}")
     for repeat in range(args.repeats):
@@ -52,7 +52,7 @@ def main():
             with tempfile.TemporaryDirectory() as root:
                 plan = make_plan(model, units, seeded, Path(root))
                 rendering = [0.0]
-                real = builds.render
+                real = builds.render   # the batch loop render_plan calls
 
                 def timed_render(*a, **k):
                     for results in real(*a, **k):
@@ -62,7 +62,7 @@ def main():
                 builds.render = timed_render
                 try:
                     start = time.perf_counter()
-                    builds.render_plan(model, plan, seeded, Path(root), device, args.batch, background=background)
+                    builds.render_plan(model, plan, seeded, runtime, root=Path(root), background=background)
                     loop = time.perf_counter() - start
                 finally:
                     builds.render = real

@@ -25,15 +25,16 @@ import torchvision.models as tvm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import to_device
-from atlas.engine.render import render_batch
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine.render import render_batch
+from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import Runtime, resolve_runtime
 
 
-def sweep_one(name: str, settings: Settings, device: torch.device) -> dict:
+def sweep_one(name: str, settings: Settings, runtime: Runtime) -> dict:
+    device = runtime.device
     tick = time.perf_counter()
     model = to_device(load_model(name, "random"), device)
     loaded = time.perf_counter() - tick
@@ -41,7 +42,7 @@ def sweep_one(name: str, settings: Settings, device: torch.device) -> dict:
     deepest = max(defaults, key=lambda layer: layer.position)
     unit = Unit(deepest.name, deepest.channels // 2)
     tick = time.perf_counter()
-    (result,) = render_batch(model, [unit], settings, device)
+    (result,) = render_batch(model, [unit], settings, runtime)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - tick
@@ -68,14 +69,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "sweep.json")
     args = parser.parse_args()
     names = args.models.split(",") if args.models else tvm.list_models(module=tvm)
-    device = devices.resolve_device(args.device)
-    settings = Settings(size=args.size, steps=args.steps, precision=args.precision)
+    runtime = resolve_runtime(args.device, args.precision)
+    settings = Settings(size=args.size, steps=args.steps, precision=runtime.precision)
     rows = []
     print("| model | input rule | layers (layouts) | default layers | default units | unit rendered | render s |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
         try:
-            row = sweep_one(name, settings, device)
+            row = sweep_one(name, settings, runtime)
         except Exception as err:  # a sweep reports every model, crashes included
             row = {"model": name, "ok": False, "error": f"{type(err).__name__}: {err}"[:200]}
             print(f"| {name} | **failed** | {row['error']} | | | | |", flush=True)
@@ -86,10 +87,10 @@ def main() -> None:
                   flush=True)
         rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"device": devices.describe(device), "settings": settings.as_dict(),
+    args.out.write_text(json.dumps({"device": runtime.where, "settings": settings.as_dict(),
                                     "models": rows}, indent=1))
     failed = [r["model"] for r in rows if not r["ok"]]
-    print(f"\n{len(rows) - len(failed)}/{len(rows)} models ok on {devices.describe(device)}"
+    print(f"\n{len(rows) - len(failed)}/{len(rows)} models ok on {runtime.where}"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 

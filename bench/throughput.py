@@ -21,26 +21,35 @@ would otherwise land in whichever row runs first. The timed run keeps a full
 render's share of redirected-ReLU steps (16 of 512), which cost more than a
 plain step.
 
+The runtime is resolved once, as a build resolves it (`atlas.model.runtime`): on CUDA
+each batch's step replays as a CUDA graph and the image side computes in bf16 unless
+ATLAS_CUDA_GRAPHS=0 / ATLAS_IMAGE_DTYPE=fp32 say otherwise; the report records both.
+
     python bench/throughput.py --model vgg16 --weights random --size 128 --steps 32 --project --linearity
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from atlas.pictures import render as builds
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import to_device
-from atlas.engine import objectives, param, transforms
-from atlas.model.forward import activations
-from atlas.engine.render import render_batch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine import objectives, param, transforms
+from atlas.engine.batching import batch_size_for
+from atlas.engine.render import render_batch
+from atlas.model.classifier import to_device
+from atlas.model.forward import activations
+from atlas.model.hooks import hooks
+from atlas.model.loading import load_model
+from atlas.model.runtime import resolve_runtime
 
 
 def timed(function, device) -> float:
@@ -58,14 +67,15 @@ def warm_then_time(function, warm_up, device) -> float:
     return timed(function, device)
 
 
-def floor_loop(model, layer: str, batch: int, settings: Settings, device) -> None:
-    """Forward+backward on what the renderer feeds the model: every view of `batch` images."""
+def floor_loop(model, layer: str, batch: int, settings: Settings, runtime) -> None:
+    """Forward+backward on what the renderer feeds the model: every view of `batch` images,
+    in the runtime's precision."""
     side = transforms.output_size(settings.recipe_spec, settings.size)
     views = batch * settings.recipe_spec.views
-    x = torch.randn(views, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(views, 3, side, side, device=runtime.device).contiguous(memory_format=torch.channels_last)
     x.requires_grad_()
     for _ in range(settings.steps):
-        with devices.autocast(device, settings.precision):
+        with runtime.autocast():
             out = activations(model, x, {layer})[layer]
         out.float().mean().backward()
 
@@ -82,14 +92,13 @@ def one_by_one(model, units: list[Unit], settings: Settings, device) -> None:
         optimizer = torch.optim.Adam([p], lr=settings.lr)
         views = transforms.draw(settings.recipe_spec, settings.steps, generator)[None].to(device)
         captured = {}
-        hook = module[unit.layer].register_forward_hook(lambda m, i, o: captured.__setitem__("out", o))
-        for step in range(settings.steps):
-            optimizer.zero_grad()
-            x = (transforms.apply(settings.recipe_spec, image_param.to_image(p), views[:, step]) - mean) / std
-            model.module(x)
-            (-objectives.channel("out", unit.index)(captured).mean()).backward()  # mean over views
-            optimizer.step()
-        hook.remove()
+        with hooks([(module[unit.layer], lambda m, i, o: captured.__setitem__("out", o))]):
+            for step in range(settings.steps):
+                optimizer.zero_grad()
+                x = (transforms.apply(settings.recipe_spec, image_param.to_image(p), views[:, step]) - mean) / std
+                model.module(x)
+                (-objectives.channel("out", unit.index)(captured).mean()).backward()  # mean over views
+                optimizer.step()
 
 
 def main(argv=None) -> dict:
@@ -116,23 +125,25 @@ def main(argv=None) -> dict:
                         help="keep cuDNN's autotuner off (builds turn it on)")
     args = parser.parse_args(argv)
 
-    device = devices.resolve_device(args.device)
+    runtime = resolve_runtime(args.device, args.precision, batch_size=args.batch)
+    device, precision = runtime.device, runtime.precision
     if args.no_cudnn_benchmark:
         torch.backends.cudnn.benchmark = False
     model = to_device(load_model(args.model, args.weights), device)
-    precision = devices.resolve_precision(args.precision, device)
     full = Settings()
     redirect = round(full.redirect_steps * args.steps / full.steps)
     settings = Settings(size=args.size, steps=args.steps, precision=precision, redirect_steps=redirect,
                         recipe=args.recipe)
     groups = _groups(model) if args.project else args.layers.split(",")
-    batch = args.batch or builds.batch_size_for(model, [u for g in groups for u in layer_units(model, g, 8)],
-                                                settings, device)
-    report = {"model": args.model, "weights": model.weights, "device": devices.describe(device),
+    # The runtime's batch when --batch names one, else measured the way a build sizes it.
+    batch = batch_size_for(model, [u for g in groups for u in layer_units(model, g, 8)], settings, runtime)
+    report = {"model": args.model, "weights": model.weights, "device": runtime.where,
               "precision": precision, "size": args.size, "recipe": args.recipe, "batch": batch,
-              "steps": args.steps, "redirected_steps": redirect, "rows": []}
+              "steps": args.steps, "redirected_steps": redirect, "cuda_graphs": runtime.cuda_graphs,
+              "image_dtype": str(runtime.image_dtype).removeprefix("torch."), "rows": []}
     print(f"{args.model} ({model.weights}) on {report['device']}, {precision}, {args.size} px, "
-          f"recipe {args.recipe}, batch {batch} images, {args.steps} steps per measurement ({redirect} redirected)")
+          f"recipe {args.recipe}, batch {batch} images, {args.steps} steps per measurement ({redirect} redirected); "
+          f"CUDA graphs {'on' if runtime.cuda_graphs else 'off'}, image side {report['image_dtype']}")
     if args.flops:
         report["matmul_tflops"] = matmul_peak(device)
         report["nominal_tflops"] = nominal_peak(device)
@@ -141,13 +152,13 @@ def main(argv=None) -> dict:
     print(f"{'layer':14} {'ms/img-step':>12} {'floor ms':>9} {'vs floor':>9} {'1-by-1 ms':>10} {'speed-up':>9}"
           + (f" {'TFLOP/s':>8} {'of peak':>8}" if args.flops else ""))
     if args.project:
-        report.update(project(model, settings, batch, device, args, report))
+        report.update(project(model, settings, batch, runtime, args, report))
     else:
         for layer in groups:
-            report["rows"].append(compare(model, layer, batch, settings, device, args, report))
+            report["rows"].append(compare(model, layer, batch, settings, runtime, args, report))
     if args.linearity:
-        with devices.weights_in_bf16(model.module, precision):
-            linearity(model, settings, batch, device, args.layers.split(",")[-1])
+        with runtime.weights_in_bf16(model.module):
+            linearity(model, settings, batch, runtime, args.layers.split(",")[-1])
     return report
 
 
@@ -183,27 +194,28 @@ def matmul_peak(device, n: int = 8192, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / seconds / 1e12
 
 
-def flops_per_image_step(model, layer: str, settings: Settings, device) -> float:
+def flops_per_image_step(model, layer: str, settings: Settings, runtime) -> float:
     """Model FLOPs of one image's step: forward and backward of every view it takes."""
     counter = FlopCounterMode(display=False)
     with counter:
-        floor_loop(model, layer, 1, settings.replace(steps=1), device)
+        floor_loop(model, layer, 1, settings.replace(steps=1), runtime)
     return float(counter.get_total_flops())
 
 
-def compare(model, layer, batch, settings, device, args, report) -> dict:
+def compare(model, layer, batch, settings, runtime, args, report) -> dict:
     """ms per image-step of atlas, of the floor and of one-by-one; prints a row.
 
     The batch is the build's size for this layer: `batch` images, no more than
     the layer has units (each unit's image is one image here)."""
+    device = runtime.device
     units = layer_units(model, layer, min(batch, model.layer(layer).channels))
     count = len(units)
     warm = settings.replace(steps=2)
-    with devices.weights_in_bf16(model.module, settings.precision):  # as a build holds them
-        ours = warm_then_time(lambda: render_batch(model, units, settings, device),
-                              lambda: render_batch(model, units, warm, device), device)
-        floor = warm_then_time(lambda: floor_loop(model, layer, count, settings, device),
-                               lambda: floor_loop(model, layer, count, warm, device), device)
+    with runtime.weights_in_bf16(model.module):  # as a build holds them
+        ours = warm_then_time(lambda: render_batch(model, units, settings, runtime),
+                              lambda: render_batch(model, units, warm, runtime), device)
+        floor = warm_then_time(lambda: floor_loop(model, layer, count, settings, runtime),
+                               lambda: floor_loop(model, layer, count, warm, runtime), device)
     fp32 = settings.replace(precision="fp32")
     base_units = units[:args.baseline_units]
     base = float("nan")
@@ -215,7 +227,7 @@ def compare(model, layer, batch, settings, device, args, report) -> dict:
     row = {"layer": layer, "images": count, "ms_per_image_step": ours, "floor_ms": floor, "one_by_one_ms": base}
     line = f"{layer:14} {ours:12.3f} {floor:9.3f} {ours / floor:8.2f}x {base:10.3f} {base / ours:8.2f}x"
     if args.flops:
-        row["gflop_per_image_step"] = flops_per_image_step(model, layer, settings, device) / 1e9
+        row["gflop_per_image_step"] = flops_per_image_step(model, layer, settings, runtime) / 1e9
         row["tflops"] = row["gflop_per_image_step"] / ours  # GFLOP per ms = TFLOP/s
         peak = report.get("nominal_tflops") or report["matmul_tflops"]
         row["fraction_of_peak"] = row["tflops"] / peak
@@ -224,21 +236,22 @@ def compare(model, layer, batch, settings, device, args, report) -> dict:
     return row
 
 
-def linearity(model, settings, batch, device, layer):
+def linearity(model, settings, batch, runtime, layer):
     """Seconds at two sizes and two unit counts: cost should scale with both."""
+    device = runtime.device
     print(f"linearity on {layer}: seconds for {settings.steps} steps")
     for size in (settings.size // 2, settings.size):
         row = []
         for count in (batch // 2, batch):
             units = layer_units(model, layer, count)
             sized = settings.replace(size=size)
-            row.append(warm_then_time(lambda: render_batch(model, units, sized, device),
-                                      lambda: render_batch(model, units, sized.replace(steps=2), device), device))
+            row.append(warm_then_time(lambda: render_batch(model, units, sized, runtime),
+                                      lambda: render_batch(model, units, sized.replace(steps=2), runtime), device))
         print(f"  {size:4d} px: {batch // 2:3d} units {row[0]:7.2f} s, {batch:3d} units {row[1]:7.2f} s "
               f"(x{row[1] / row[0]:.2f} for x2 units)", flush=True)
 
 
-def project(model, settings, batch, device, args, report) -> dict:
+def project(model, settings, batch, runtime, args, report) -> dict:
     """Full atlas time from measured per-layer rates, scaled to the full size and
     steps, with the floor and one-by-one totals weighted the same way."""
     groups = [(name, model.layer(name).channels) for name in _groups(model)]
@@ -250,7 +263,7 @@ def project(model, settings, batch, device, args, report) -> dict:
     for name, count in groups:
         steps = (args.full_class_steps or args.full_steps) if name == model.output_layer else args.full_steps
         scale = per_step * steps
-        row = compare(model, name, batch, settings, device, args, report)
+        row = compare(model, name, batch, settings, runtime, args, report)
         rates = (row["ms_per_image_step"], row["floor_ms"], row["one_by_one_ms"])
         for i, rate in enumerate(rates):
             totals[i] += rate * count * scale
@@ -260,7 +273,7 @@ def project(model, settings, batch, device, args, report) -> dict:
         print(f"  {count:5d} units -> {row['projected_minutes']:8.1f} min", flush=True)
     ours, floor, base = totals
     units = sum(c for _, c in groups)
-    print(f"projected full atlas ({units} units) on {devices.describe(device)}: "
+    print(f"projected full atlas ({units} units) on {runtime.where}: "
           f"{ours:.1f} min ({ours / 60:.2f} h); floor {floor:.1f} min ({ours / floor:.2f}x); "
           f"one-by-one fp32 {base:.1f} min ({base / ours:.2f}x slower)")
     result = {"projected_units": units, "projected_minutes": ours, "floor_minutes": floor,

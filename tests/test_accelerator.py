@@ -2,7 +2,10 @@
 
 These run on the device named by GPU_CHECK_DEVICE (`make gpu-check` sets it),
 else on CUDA when present; without either they skip. `GPU_CHECK_DEVICE=cpu`
-runs them on the CPU, so they never rot on machines without a GPU.
+runs them on the CPU, so they never rot on machines without a GPU; there the
+CUDA-graph test skips (no graph runs on a CPU), and so do the bf16 tests where the
+CPU has no native bf16. Each test renders under the runtime a build on the device
+resolves (`atlas.model.runtime`), changed only in what the test compares.
 
 On CUDA, cuDNN picks convolution algorithms per batch shape and some of them
 accumulate in a different order, so a unit rendered alone and in a batch differ
@@ -18,6 +21,7 @@ bit-identical. On a CPU all of these are 0. Measured differences are written to
 $ATLAS_ACCELERATOR_REPORT (JSON) for the GPU check.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -31,15 +35,16 @@ import pytest
 import torch
 from PIL import Image
 
-from atlas.store import cache
-from atlas.model import device as devices
-from atlas.model.loading import load_model
-from atlas.model.classifier import to_device
-from atlas.engine import render as render_module
-from atlas.engine.batching import render
-from atlas.engine.render import render_batch
 from atlas.core.settings import Settings
 from atlas.core.units import Unit
+from atlas.engine import batching
+from atlas.engine.batching import render
+from atlas.engine.render import render_batch
+from atlas.model import device as devices
+from atlas.model.classifier import to_device
+from atlas.model.loading import load_model
+from atlas.model.runtime import Runtime, resolve_runtime
+from atlas.store import cache
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "tests.tinynet:tiny_vgg"
@@ -59,6 +64,12 @@ pytestmark = pytest.mark.skipif(DEVICE is None, reason="no CUDA GPU (GPU_CHECK_D
 # On a CPU (GPU_CHECK_DEVICE=cpu, to keep the check from rotting) the same steps run at tiny sizes.
 ON_CPU = DEVICE is not None and DEVICE.type == "cpu"
 SETTINGS = Settings(size=32, steps=8, precision="fp32") if ON_CPU else Settings(size=64, steps=32, precision="fp32")
+
+
+def runtime(settings: Settings, **changes) -> Runtime:
+    """The runtime a build on DEVICE resolves for `settings`' precision (image side, CUDA
+    graphs), with `changes` (batch_size, cuda_graphs, image_dtype) on top."""
+    return dataclasses.replace(resolve_runtime(DEVICE, settings.precision), **changes)
 
 
 def record(name: str, **values) -> None:
@@ -87,8 +98,8 @@ def _relative(a: float, b: float) -> float:
 
 def test_a_unit_renders_the_same_alone_and_in_a_batch(model):
     units = [Unit("features.5", i) for i in range(8)]
-    (alone,) = render_batch(model, units[3:4], SETTINGS, DEVICE)
-    inside = render_batch(model, units, SETTINGS, DEVICE)[3]
+    (alone,) = render_batch(model, units[3:4], SETTINGS, runtime(SETTINGS))
+    inside = render_batch(model, units, SETTINGS, runtime(SETTINGS))[3]
     mean, most = _difference(alone, inside)
     objective = _relative(alone.final_objective, inside.final_objective)
     record("alone_vs_batch", mean_abs_pixel=mean, max_abs_pixel=most, objective_relative=objective)
@@ -97,8 +108,8 @@ def test_a_unit_renders_the_same_alone_and_in_a_batch(model):
 
 def test_same_seed_same_image(model):
     units = [Unit("features.5", 1), Unit("features.5", 2)]
-    first, second = (render_batch(model, units, SETTINGS, DEVICE)[0] for _ in range(2))
-    other_seed = render_batch(model, units, SETTINGS.replace(seed=1), DEVICE)[0]
+    first, second = (render_batch(model, units, SETTINGS, runtime(SETTINGS))[0] for _ in range(2))
+    other_seed = render_batch(model, units, SETTINGS.replace(seed=1), runtime(SETTINGS))[0]
     mean, most = _difference(first, second)
     record("same_seed", mean_abs_pixel=mean, max_abs_pixel=most, identical=bool(mean == 0))
     assert mean <= TOLERANCE_MEAN
@@ -110,8 +121,8 @@ def test_bf16_autocast_renders_and_bf16_weights_match_it(model):
         pytest.skip(f"{DEVICE} has no native bf16")
     settings = SETTINGS.replace(precision="bf16")
     units = [Unit("features.5", 0), Unit("classifier.3", 2, "logit")]
-    autocast_only = [render_batch(model, [u], settings, DEVICE)[0] for u in units]
-    held = [r for batch in render(model, units, settings, DEVICE, batch_size=1) for r in batch]
+    autocast_only = [render_batch(model, [u], settings, runtime(settings))[0] for u in units]
+    held = [r for batch in render(model, units, settings, runtime(settings, batch_size=1)) for r in batch]
     for plain, fast in zip(autocast_only, held):
         assert not plain.error and plain.curve[-1] > plain.curve[0]
         mean, most = _difference(plain, fast)
@@ -125,15 +136,15 @@ def test_out_of_memory_halves_the_batch_and_finishes(model, monkeypatch):
     settings = SETTINGS.replace(size=48 if ON_CPU else 320, steps=2)
     units = [Unit("features.5", i) for i in range(16)]
     tried = []
-    real = render_module.render_batch
+    real = batching.render_batch
 
-    def counted(m, batch, s, d):
+    def counted(m, batch, s, r, **options):
         tried.append(len(batch))
         if DEVICE.type != "cuda" and len(batch) > 4:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(m, batch, s, d)
+        return real(m, batch, s, r, **options)
 
-    monkeypatch.setattr(render_module, "render_batch", counted)
+    monkeypatch.setattr(batching, "render_batch", counted)   # what the batch loop calls
     if DEVICE.type == "cuda":
         torch.cuda.empty_cache()
         gpu = torch.device("cuda", DEVICE.index if DEVICE.index is not None else torch.cuda.current_device())
@@ -143,7 +154,7 @@ def test_out_of_memory_halves_the_batch_and_finishes(model, monkeypatch):
         allowed = torch.cuda.memory_allocated(DEVICE) + 4 * per_image + 64e6
         torch.cuda.set_per_process_memory_fraction(min(1.0, allowed / total), gpu)
     try:
-        results = [r for batch in render(model, units, settings, DEVICE, batch_size=16) for r in batch]
+        results = [r for batch in render(model, units, settings, runtime(settings, batch_size=16)) for r in batch]
     finally:
         if DEVICE.type == "cuda":
             torch.cuda.set_per_process_memory_fraction(1.0, gpu)
@@ -199,25 +210,30 @@ def test_a_build_killed_on_the_device_resumes_and_completes(tmp_path):
     assert np.mean(diffs) <= TOLERANCE_MEAN
 
 
-def test_cuda_graph_replay_renders_what_eager_steps_do(model, monkeypatch):
+def test_cuda_graph_replay_renders_what_eager_steps_do(model):
     """The step captured once and replayed (after the redirected and warm-up steps) gives
-    the images of eager steps, within the stated tolerance, and capture does not fall back."""
+    the images of eager steps, within the stated tolerance, and capture does not fall back.
+    Where no graph runs (a CPU, or ATLAS_CUDA_GRAPHS=0) both sides would be eager: skipped,
+    so the GPU check does not count it as a pass."""
     import warnings
 
     from atlas.engine.loop import GraphFallbackWarning
 
     precision = "bf16" if devices.supports_bf16(DEVICE) else "fp32"
     settings = SETTINGS.replace(precision=precision)
+    graphed_runtime = runtime(settings)
+    if not graphed_runtime.cuda_graphs:
+        pytest.skip(f"no CUDA graph runs on {DEVICE} (graphs replay on CUDA unless ATLAS_CUDA_GRAPHS=0): "
+                    "eager against eager would prove nothing")
+    eager_runtime = dataclasses.replace(graphed_runtime, cuda_graphs=False)
     batches = [[Unit("features.5", i) for i in range(4)], [Unit("classifier.3", i, "logit") for i in range(3)],
                [Unit("features.2", 1, diversity=2), Unit("features.2", 2, diversity=2)]]
     worst = (0.0, 0.0, 0.0)
     for units in batches:
-        monkeypatch.setattr(devices, "use_cuda_graphs", lambda device: False)
-        eager = render_batch(model, units, settings, DEVICE)
-        monkeypatch.setattr(devices, "use_cuda_graphs", lambda device: device.type == "cuda")
+        eager = render_batch(model, units, settings, eager_runtime)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            graphed = render_batch(model, units, settings, DEVICE)
+            graphed = render_batch(model, units, settings, graphed_runtime)
         fallbacks = [str(w.message) for w in caught if issubclass(w.category, GraphFallbackWarning)]
         for a, b in zip(eager, graphed):
             mean, most = _difference(a, b)
@@ -225,19 +241,19 @@ def test_cuda_graph_replay_renders_what_eager_steps_do(model, monkeypatch):
             assert not b.error and b.curve[-1] > b.curve[0]
         assert fallbacks == [], fallbacks
     record("cuda_graphs_vs_eager", mean_abs_pixel=worst[0], max_abs_pixel=worst[1], objective_relative=worst[2],
-           graphs=DEVICE.type == "cuda")
+           graphs=graphed_runtime.cuda_graphs)
     assert worst[0] <= TOLERANCE_MEAN and worst[2] <= TOLERANCE_OBJECTIVE, worst
 
 
-def test_a_bf16_image_side_renders_what_an_fp32_one_does(model, monkeypatch):
+def test_a_bf16_image_side_renders_what_an_fp32_one_does(model):
     if not devices.supports_bf16(DEVICE):
         pytest.skip(f"{DEVICE} has no native bf16")
     settings = SETTINGS.replace(precision="bf16")
     units = [Unit("features.5", 0), Unit("features.5", 1), Unit("classifier.3", 2, "logit")]
     renders = {}
     for dtype in (torch.float32, torch.bfloat16):
-        monkeypatch.setattr(devices, "image_dtype", lambda device, precision, dtype=dtype: dtype)
-        renders[dtype] = [r for batch in render(model, units, settings, DEVICE, batch_size=4) for r in batch]
+        chosen = runtime(settings, batch_size=4, image_dtype=dtype)
+        renders[dtype] = [r for batch in render(model, units, settings, chosen) for r in batch]
     worst = max(_difference(a, b) for a, b in zip(renders[torch.float32], renders[torch.bfloat16]))
     objective = max(_relative(a.final_objective, b.final_objective)
                     for a, b in zip(renders[torch.float32], renders[torch.bfloat16]))

@@ -1,17 +1,17 @@
-"""The scoring of bench/channels_2afc.py (issue 28), on synthetic rankings and embeddings:
+"""The two-photo test (atlas.two_photo, issue 28), on synthetic rankings and embeddings:
 no model weights, no photos. Each test could fail: a reference that sides with the
-strong queries must score 1, with the weak ones 0, a random one about 0.5."""
+strong queries must score 1, with the weak ones 0, a random one about 0.5; coherence
+and the monosemanticity score must match sums written out by hand."""
 
-import sys
-from pathlib import Path
+import itertools
 
 import numpy as np
 import pytest
+import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import channels_2afc as afc  # noqa: E402
+from atlas.two_photo import protocol as afc
+from atlas.two_photo.coherence import coherence, coherence_with, monosemanticity
+from atlas.two_photo.consumers import ChannelMeans, JudgeEmbeddings
 
 
 def _clusters(seed=0, n=200, dim=32, noise=0.3):
@@ -81,7 +81,7 @@ def test_the_random_photo_reference_leaves_out_the_channels_photos_and_is_seeded
 def test_the_random_photo_reference_is_near_half_when_photos_carry_no_signal():
     rng = np.random.default_rng(2)
     embedding = afc.unit_rows(rng.normal(size=(1000, 48)))
-    scores = [afc.random_score(embedding, afc.split_ranking(rng.normal(size=1000)), 20, 0, f"c{i}")
+    scores = [afc.random_score(embedding, afc.split_ranking(rng.normal(size=1000)), 20, seed=0, key=f"c{i}")
               for i in range(60)]
     assert abs(np.mean(scores) - 0.5) < 0.05
 
@@ -132,3 +132,96 @@ def test_scores_per_channel_put_each_reference_where_it_belongs():
     assert rows["exemplars"] == [1.0, 1.0]
     assert rows["visualization"] == [1.0, 0.0]    # the second channel's picture shows its weak photos
     assert all(0.0 <= r <= 1.0 for r in rows["random"])
+
+
+def _pairs_by_hand(weights, rows):
+    """sum_{i<j} w_i w_j s_ij / sum_{i<j} w_i w_j, written out pair by pair."""
+    top = bottom = 0.0
+    for i, j in itertools.combinations(range(len(rows)), 2):
+        s = rows[i] @ rows[j] / (np.linalg.norm(rows[i]) * np.linalg.norm(rows[j]))
+        top += weights[i] * weights[j] * s
+        bottom += weights[i] * weights[j]
+    return top / bottom
+
+
+def test_coherence_is_the_mean_cosine_similarity_over_distinct_pairs():
+    # Similarities 0 ([1,0]-[0,1]), 1/sqrt(2) twice ([1,1] with each): mean sqrt(2)/3.
+    rows = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert coherence(rows) == pytest.approx(np.sqrt(2) / 3)
+    assert coherence(rows * np.array([[2.0], [3.0], [0.5]])) == pytest.approx(np.sqrt(2) / 3)  # lengths do not count
+    assert coherence(np.array([[1.0, 2.0]] * 5)) == pytest.approx(1.0)
+    assert np.isnan(coherence(rows[:1]))
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(7, 5))
+    assert coherence(x) == pytest.approx(_pairs_by_hand(np.ones(7), x))
+
+
+def test_coherence_with_is_the_mean_similarity_of_each_reference_to_each_other_row():
+    assert coherence_with(np.array([[1.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]])) == pytest.approx(0.5)
+    assert coherence_with(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[3.0, 3.0]])) == pytest.approx(2 ** -0.5)
+    rng = np.random.default_rng(5)
+    refs, others = rng.normal(size=(3, 6)), rng.normal(size=(4, 6))
+    by_hand = np.mean([r @ o / (np.linalg.norm(r) * np.linalg.norm(o)) for r in refs for o in others])
+    assert coherence_with(refs, others) == pytest.approx(by_hand)
+    assert coherence_with(refs, others) == pytest.approx(coherence_with(others, refs))
+
+
+def test_the_monosemanticity_score_weights_each_pair_by_both_photos_normalised_activations():
+    rng = np.random.default_rng(6)
+    rows = rng.normal(size=(6, 4))
+    values = np.array([3.0, -1.0, 0.5, 2.0, 7.0, -1.0])
+    weights = (values - values.min()) / (values.max() - values.min())    # [0.5, 0, 0.1875, 0.375, 1, 0]
+    assert monosemanticity(values, rows) == pytest.approx(_pairs_by_hand(weights, rows))
+    # Min-max normalised: an affine change of the activations leaves the score alone.
+    assert monosemanticity(4 * values + 9, rows) == pytest.approx(monosemanticity(values, rows))
+    # Several units at once: one column each, the same numbers.
+    other = rng.normal(size=6)
+    both = monosemanticity(np.stack([values, other], 1), rows)
+    assert both.shape == (2,) and both == pytest.approx([monosemanticity(values, rows), monosemanticity(other, rows)])
+
+
+def test_the_monosemanticity_score_on_units_whose_answer_is_known():
+    # Only photos 1 and 2 are above the minimum, and they look the same: the score is 1,
+    # whatever photo 0 (which weighs nothing) looks like.
+    rows = np.array([[1.0, 0.0], [0.0, 2.0], [0.0, 1.0]])
+    assert monosemanticity(np.array([0.0, 5.0, 5.0]), rows) == pytest.approx(1.0)
+    # A unit that fires alike on every photo weights every pair alike: the score is the coherence.
+    x = np.random.default_rng(7).normal(size=(9, 3))
+    assert monosemanticity(np.full(9, 2.0), x) == pytest.approx(coherence(x))
+    # One photo above the minimum leaves no weighted pair.
+    assert np.isnan(monosemanticity(np.array([0.0, 0.0, 1.0]), rows))
+    with pytest.raises(ValueError):
+        monosemanticity(np.zeros(4), rows)
+
+
+def test_the_monosemanticity_score_of_a_thousand_photos_matches_the_full_similarity_matrix():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(1000, 48))
+    a = rng.random((1000, 3)) ** 4
+    units = afc.unit_rows(x)
+    s = units @ units.T
+    np.fill_diagonal(s, 0.0)
+    w = (a - a.min(0)) / (a.max(0) - a.min(0))
+    full = np.array([(w[:, c] @ s @ w[:, c]) / (w[:, c].sum() ** 2 - (w[:, c] ** 2).sum()) for c in range(3)])
+    assert monosemanticity(a, x) == pytest.approx(full, rel=1e-9)
+
+
+def test_the_consumers_fill_one_row_per_photo_and_leave_unread_photos_out():
+    from atlas.data.stream import Batch
+
+    maps = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2)
+    batch = Batch(ids=torch.tensor([3, 0]), images=torch.zeros(2, 3, 8, 8),
+                  acts={"conv": maps, "fc": maps[:, :, 0, 0]}, model_input=torch.zeros(2, 3, 8, 8))
+    means = ChannelMeans(["conv", "fc"], count=5)
+    means.update(batch)
+    assert np.allclose(means.means["conv"][3], maps[0].mean((1, 2)).numpy())
+    assert np.allclose(means.means["conv"][0], maps[1].mean((1, 2)).numpy())
+    assert np.allclose(means.means["fc"][[3, 0]], maps[:, :, 0, 0].numpy())
+    assert np.isnan(means.means["conv"][[1, 2, 4]]).all()
+
+    seen = []
+    judge = JudgeEmbeddings(lambda images: (seen.append(images.shape) or (np.ones((2, 4)), np.zeros((2, 6)))), 5)
+    assert judge.layers == frozenset() and not judge.read().any()
+    judge.update(batch)
+    assert seen == [(2, 3, 8, 8)] and judge.logits.shape == (5, 4) and judge.penultimate.shape == (5, 6)
+    assert judge.read().tolist() == [True, False, False, True, False]
