@@ -459,6 +459,7 @@ def main(argv=None) -> dict:
     units = [Unit(layer, i) for layer in layers
              for i in protocol.pick_channels(model.layer(layer).channels, args.channels)]
     keys = [f"{u.layer}:{u.index}" for u in units]
+    by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}   # what the timings batch
     tried = chosen(args.recipe or ([] if args.candidate else ["steady"]), args.candidate)
     if args.objective or args.diversity:
         tried = {f"{name}" + (f"-{args.objective}" if args.objective else "") +
@@ -473,7 +474,6 @@ def main(argv=None) -> dict:
           f"{precision}, on {where}", flush=True)
 
     if args.time_only:
-        by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
         timing = time_recipes(model, by_layer, tried, runtime, steps=args.time_steps, size=args.size)
         first = next(iter(timing.values()))
         report = {"machine": where, "date": date.today().isoformat(), "precision": precision,
@@ -498,7 +498,6 @@ def main(argv=None) -> dict:
                                                      "precision": precision}))
                 print(f"{name} s{seed}: {seconds / len(units):.3f} s/unit", flush=True)
         if args.time_steps:
-            by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
             timing = time_recipes(model, by_layer, tried, runtime, steps=args.time_steps, size=args.size)
             (renders_dir / "timing.json").write_text(json.dumps(timing, indent=1))
             print(json.dumps(timing), flush=True)
@@ -579,7 +578,6 @@ def main(argv=None) -> dict:
                                                              size=args.size, seed=seed)
                 add_run(name, seed, args.steps, images, finals, seconds, errors, _describe(candidate))
         if args.time_steps:
-            by_layer = {layer: [u for u in units if u.layer == layer] for layer in layers}
             report["timing"] = time_recipes(model, by_layer, tried, runtime, steps=args.time_steps,
                                             size=args.size)
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
