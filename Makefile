@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[test,lite,demo,layout]'
+	$(PY) -m pip install -q -e '.[test,lite,demo,layout,features]'
 	touch $@
 
 browser:

@@ -152,6 +152,15 @@ def layers(model, weights):
               help="How samples are laid out in 2-D.")
 @click.option("--atlas-icon-steps", type=click.IntRange(min=1), default=256, show_default=True,
               help="Optimization steps of each atlas icon (80 px).")
+@click.option("--features", "features_dir", type=click.Path(path_type=Path),
+              help="A folder of photos: learn a sparse dictionary of a few layers and show its features as units.")
+@click.option("--feature-layers", help="Layers of the dictionaries (default: the activation atlas's).")
+@click.option("--dictionary-size", type=click.IntRange(min=2), help="Features per layer (default: 8x its channels).")
+@click.option("--dictionary-k", type=click.IntRange(min=1), default=32, show_default=True, help="Codes per position.")
+@click.option("--dictionary-kind", type=click.Choice(["topk", "batchtopk", "archetypal"]), default="topk",
+              show_default=True, help="How codes are made sparse; archetypal keeps atoms near the data.")
+@click.option("--feature-pictures", type=click.IntRange(min=0), help="Features pictured per layer, most frequent "
+              "first (default: every live one).")
 @click.option("--workers", type=click.IntRange(min=0, max=64),
               help="Image-decoding processes of the dataset passes (default: every core but one).")
 @click.option("--connections/--no-connections", default=True, show_default=True,
@@ -168,10 +177,12 @@ def layers(model, weights):
               help="Store results on a background thread (the default) or between batches.")
 def build(model, unit_specs, negative, diversity, objective, class_objective, precision, examples_dir, examples_k,
           dissect_dir, dissect_quantile, dissect_mask_size, atlas_dir, atlas_layers, atlas_positions, atlas_samples,
-          atlas_class, atlas_layout, atlas_icon_steps, caricatures_dir, caricature_photos, caricature_steps, **options):
+          atlas_class, atlas_layout, atlas_icon_steps, caricatures_dir, caricature_photos, caricature_steps,
+          features_dir, feature_layers, dictionary_size, dictionary_k, dictionary_kind, feature_pictures, **options):
     """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
     from .activation_atlas.job import ActivationAtlasRequest
     from .caricatures.job import CaricaturesRequest
+    from .dictionary.job import DictionaryRequest
     from .dissection.job import DissectionRequest
     from .examples.job import ExamplesRequest
     from .pipeline import BuildRequest, run_build
@@ -184,6 +195,8 @@ def build(model, unit_specs, negative, diversity, objective, class_objective, pr
     atlas = (ActivationAtlasRequest(atlas_dir, atlas_layers, atlas_positions, atlas_samples, atlas_layout,
                                     class_index=atlas_class, icon_steps=atlas_icon_steps)
              if atlas_dir is not None else None)
+    dictionary = (DictionaryRequest(features_dir, feature_layers, dictionary_size, dictionary_k, dictionary_kind,
+                                    pictures=feature_pictures) if features_dir is not None else None)
     caricatures = (CaricaturesRequest(caricatures_dir, caricature_photos, caricature_steps)
                    if caricatures_dir is not None else None)
     if caricatures is None and examples is not None:   # the examples folder's photos, with these options
@@ -191,7 +204,7 @@ def build(model, unit_specs, negative, diversity, objective, class_objective, pr
     request = BuildRequest(model=model, units=unit_specs, negative=bool(negative), diversity=diversity or 1,
                            objective=objective or "channel", class_objective=class_objective or "logit",
                            precision=precision or "auto", examples=examples, dissection=dissection,
-                           activation_atlas=atlas, caricatures=caricatures, **options)
+                           activation_atlas=atlas, dictionary=dictionary, caricatures=caricatures, **options)
     run_build(request, ClickReporter())
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from atlas.activation_atlas import grid, sampling
 from atlas.activation_atlas.assemble import class_samples
-from atlas.activation_atlas.job import chosen_photos
+from atlas.data.sources import chosen_photos
 from atlas.model.loading import load_model
 from atlas.model.classifier import normalize
 from atlas.engine import objectives

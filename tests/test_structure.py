@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "atlas"
 
 # The features: one folder each, above everything they use, beside each other.
-FEATURES = ("pictures", "examples", "caricatures", "circuits", "dissection", "activation_atlas", "two_photo")
+FEATURES = ("pictures", "examples", "caricatures", "circuits", "dissection", "activation_atlas", "two_photo", "dictionary")
 # Bottom to top; each layer may import itself and the layers it names.
 LAYERS: dict[str, tuple[list[str], set[str]]] = {
     "core": (["core", "core.*"], set()),

@@ -73,14 +73,6 @@ def default_samples(runtime: Runtime) -> int:
     return GPU_SAMPLES if runtime.is_cuda else CPU_SAMPLES
 
 
-def chosen_photos(count: int, positions: int, samples: int | None, seed: int) -> set[int] | None:
-    """The photos that give samples: all of them, or a seeded choice within the sample budget."""
-    if samples is None or count * positions <= samples:
-        return None
-    rng = np.random.default_rng(seed)
-    return set(int(i) for i in rng.choice(count, max(1, samples // positions), replace=False))
-
-
 @dataclass
 class ActivationAtlasJob:
     model: Model
@@ -102,7 +94,7 @@ class ActivationAtlasJob:
         if not missing or not self.lead:
             return []
         sampler = AtlasSampler(self.model, missing, self.request.positions, self.seed,
-                               chosen_photos(len(self.source), self.request.positions, self.samples, self.seed))
+                               sources.chosen_photos(len(self.source), self.request.positions, self.samples, self.seed))
         return [Ride("activation-atlas samples", self.source, sampler, lambda report: self._store(sampler, report))]
 
     def _store(self, sampler: AtlasSampler, report: PassReport) -> None:

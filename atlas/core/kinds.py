@@ -33,6 +33,7 @@ class Page(StrEnum):
     OWN = "own"       # on a page of its own next to the layer's channel pages (a direction)
     PHOTO = "photo"   # on the page of the photo it imitates (a caricature)
     ATLAS = "atlas"   # an icon of the layer's activation atlas, on the atlas page
+    FEATURE = "feature"   # a dictionary feature's picture, on the feature's page
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ register(Kind("caricature", "caricature", layouts=SPATIAL, page=Page.PHOTO,
 # icon renders once whatever grid (or atlas) needs it.
 register(Kind("icon", "atlas icon", layouts=SPATIAL, page=Page.ATLAS, params=("direction", "power"),
               title=lambda u: f"{u.layer} atlas icon"))
+# A dictionary feature (atlas.dictionary): the direction of its decoder atom, every position
+# of the map compared with it as an icon's centre is. The index is the feature's; the key
+# follows the direction's values, so a dictionary learned again renders its features anew.
+register(Kind("feature", "dictionary feature", layouts=SPATIAL, page=Page.FEATURE, params=("direction", "power"),
+              title=lambda u: f"{u.layer} feature {u.index}"))
 
 # The objectives a user picks by name: for channels, the kinds that need no parameters; for classes, the class kinds.
 UNIT_KINDS = tuple(n for n, k in KINDS.items() if not k.is_class and not k.params)

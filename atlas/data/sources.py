@@ -82,6 +82,15 @@ def files_fingerprint(root: Path, paths: Sequence[Path]) -> str:
     return joblib.hash(stats)
 
 
+def chosen_photos(count: int, per_photo: int, budget: int | None, seed: int) -> set[int] | None:
+    """The photos that give samples: all of them (None), or a seeded choice of as many as
+    `budget` samples allow at `per_photo` each."""
+    if budget is None or count * per_photo <= budget:
+        return None
+    rng = np.random.default_rng(seed)
+    return set(int(i) for i in rng.choice(count, max(1, budget // per_photo), replace=False))
+
+
 def shard_indices(count: int, shard: tuple[int, int]) -> list[int]:
     """Shard K of N (1-based): every N-th image, so shards are alike in content."""
     k, n = shard

@@ -64,3 +64,10 @@ def _icon(rows, ctx):
     vectors = torch.tensor([u.param("direction") for u in rows], dtype=torch.float32, device=ctx.device)
     powers = torch.tensor([float(u.param("power")) for u in rows], device=ctx.device)
     return objectives.centre_direction(rows[0].layer, vectors, powers)
+
+
+@kinds.builds("feature")
+def _feature(rows, ctx):
+    vectors = torch.tensor([u.param("direction") for u in rows], dtype=torch.float32, device=ctx.device)
+    powers = torch.tensor([float(u.param("power")) for u in rows], device=ctx.device)
+    return objectives.spread_direction(rows[0].layer, vectors, powers)

@@ -136,6 +136,23 @@ def centre_direction(layer: str, vectors: torch.Tensor, power: torch.Tensor) -> 
     return Objective(score, frozenset([layer]))
 
 
+def spread_direction(layer: str, vectors: torch.Tensor, power: torch.Tensor) -> Objective:
+    """A dictionary feature: every position's activation vector compared with one direction
+    per image (`vectors` [B, C]) by `dot_compare`, averaged over the map. The cosine keeps
+    the picture from buying score by raising every channel at once, which a plain dot
+    product with a direction rewards."""
+    def score(acts):
+        out = acts[layer]
+        out = out.float() if out.dtype in (torch.bfloat16, torch.float16) else out
+        b, c = out.shape[:2]
+        rows = out.flatten(2).transpose(1, 2).reshape(-1, c)                      # [B * P, C]
+        positions = rows.shape[0] // b
+        target = vectors.to(out.device, out.dtype).repeat_interleave(positions, 0)
+        each = dot_compare(rows, target, power.to(out.device, out.dtype).repeat_interleave(positions, 0))
+        return each.view(b, positions).mean(1)
+    return Objective(score, frozenset([layer]))
+
+
 def diversity(layer: str, groups: torch.Tensor, images: torch.Tensor | None = None) -> Objective:
     """Push images of the same group apart: minus the summed cosine similarity
     of each row's Gram matrix (its style at `layer`) to the others in its

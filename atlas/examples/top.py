@@ -81,11 +81,11 @@ class TopExamples:
                 positions = torch.stack([where // out.shape[3], where % out.shape[3]], -1)
             else:
                 values, positions = out, torch.zeros(*out.shape, 2, dtype=torch.long, device=out.device)
-            self.best[layer] = _merge_top(self.best[layer], values.T, batch.ids.expand(values.shape[1], -1),
-                                          positions.transpose(0, 1), self.k)
+            self.best[layer] = merge_top(self.best[layer], values.T, batch.ids.expand(values.shape[1], -1),
+                                          positions.transpose(0, 1), k=self.k)
 
 
-def _merge_top(current, values, ids, positions, k):
+def merge_top(current, values, ids, positions, *, k):
     """Running top-k along dim 1 of per-channel candidates."""
     if current is not None:
         values = torch.cat([current[0], values], 1)
@@ -99,27 +99,37 @@ def _merge_top(current, values, ids, positions, k):
 def store_layer(model: Model, source: Source, root: Path, *, key: str, layer: str, top: TopExamples, images: int,
                 device) -> dict:
     """Crop and store one layer's top examples (each photo decoded once); the stored result."""
-    best, grid, size = top.best[layer], top.grids.get(layer), model.input_size
+    side, channels = crop_examples(model, source, layer, top.best[layer], grid=top.grids.get(layer), device=device,
+                                   store_crop=lambda data: stored.store_crop(root, data))
+    return stored.store(root, key, LayerExamples(
+        model.name, model.fingerprint, layer, str(source.root), source.fingerprint(), images,
+        int(top.best[layer][0].shape[1]), model.input_size, side, channels))
+
+
+def crop_examples(model: Model, source: Source, layer: str, best: tuple, *, grid: tuple[int, int] | None, device,
+                  store_crop) -> tuple[int, list[list[Example]]]:
+    """The receptive-field side and, per unit, its top examples with their crops stored by
+    `store_crop(jpeg bytes) -> name`, from a running top-k `best` (values, ids, positions
+    [units, k]). Each photo is decoded once, each (photo, box) cropped once."""
     values, ids, positions = (t.cpu() for t in best)
+    size = model.input_size
     side = receptive_field(model, layer, size, device) if grid else size
-    views: dict[int, np.ndarray] = {}   # channels share their top images: decode each once
-    crops: dict[tuple, str] = {}        # (image, box) -> stored crop: channels share crops too
-    channels = []
-    for channel in range(values.shape[0]):
+    views: dict[int, np.ndarray] = {}   # units share their top images: decode each once
+    crops: dict[tuple, str] = {}        # (image, box) -> stored crop: units share crops too
+    units = []
+    for unit in range(values.shape[0]):
         examples = []
         for rank in range(values.shape[1]):
-            image_id = int(ids[channel, rank])
-            box = _box(positions[channel, rank].tolist(), grid, side, size)
+            image_id = int(ids[unit, rank])
+            box = _box(positions[unit, rank].tolist(), grid, side, size)
             if (image_id, box) not in crops:
                 if image_id not in views:
                     views[image_id] = source.load(image_id).pixels
                 crop = views[image_id][box[1]:box[3], box[0]:box[2]]
-                crops[(image_id, box)] = stored.store_crop(root, _jpeg(crop))
-            examples.append(Example(source.name(image_id), float(values[channel, rank]), box, crops[(image_id, box)]))
-        channels.append(examples)
-    return stored.store(root, key, LayerExamples(
-        model.name, model.fingerprint, layer, str(source.root), source.fingerprint(), images,
-        int(values.shape[1]), size, side, channels))
+                crops[(image_id, box)] = store_crop(_jpeg(crop))
+            examples.append(Example(source.name(image_id), float(values[unit, rank]), box, crops[(image_id, box)]))
+        units.append(examples)
+    return side, units
 
 
 def _box(position, grid, side, size) -> tuple[int, int, int, int]:

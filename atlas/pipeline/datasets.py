@@ -14,6 +14,7 @@ from typing import Callable
 
 from ..activation_atlas import job as activation_atlas
 from ..data.passes import DatasetContext, DatasetJob
+from ..dictionary import job as dictionary
 from ..dissection import job as dissection
 from ..examples import job as examples
 from .request import BuildRequest
@@ -29,6 +30,7 @@ FEATURES: tuple[DatasetFeature, ...] = (
     DatasetFeature("examples", examples.job_for_build),
     DatasetFeature("dissection", dissection.job_for_build),
     DatasetFeature("activation_atlas", activation_atlas.job_for_build),
+    DatasetFeature("dictionary", dictionary.job_for_build),
 )
 
 

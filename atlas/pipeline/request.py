@@ -16,6 +16,7 @@ from ..caricatures.job import CaricaturesRequest
 from ..core.errors import AtlasError
 from ..core.parse import parse_shard
 from ..core.settings import Settings
+from ..dictionary.job import DictionaryRequest
 from ..dissection.job import DissectionRequest
 from ..examples.job import ExamplesRequest
 from ..model.classifier import Model
@@ -71,6 +72,7 @@ class BuildRequest:
     examples: ExamplesRequest | None = None
     dissection: DissectionRequest | None = None
     activation_atlas: ActivationAtlasRequest | None = None
+    dictionary: DictionaryRequest | None = None
 
     @property
     def shard_of(self) -> tuple[int, int]:

@@ -139,6 +139,8 @@ PLACE = {
     Page.PHOTO: lambda layer, render, by_unit: layer.caricatures.append(render),
     # on the layer's activation-atlas page, found by the cell that names its cache key
     Page.ATLAS: lambda layer, render, by_unit: layer.icons.__setitem__(render.key, render),
+    # on the page of the dictionary feature whose record names its cache key
+    Page.FEATURE: lambda layer, render, by_unit: layer.feature_pictures.__setitem__(render.key, render),
 }
 
 

@@ -98,6 +98,7 @@ class LayerView:
     concepts: object = None      # concepts.LayerConcepts: this layer's network dissection
     icons: dict = field(default_factory=dict)               # activation-atlas icons by cache key
     atlases: list = field(default_factory=list)             # atlas.AtlasView: this layer's activation atlases
+    feature_pictures: dict = field(default_factory=dict)    # dictionary features' pictures by cache key
     connections_note: str = ""   # why this layer has no connections, when it has none
 
     @property

@@ -1,0 +1,68 @@
+"""A trained dictionary's features as units: the photos that excite each, its picture, its channels.
+
+    FeatureTop     consumer of the dataset pass: every photo's sparse codes at every position
+                   of the layer, pooled per photo by their maximum (a feature is sparse: its
+                   mean over a map is mostly the zeros around where it fires), a running
+                   top-k per feature with the position of its strongest code
+    feature_units  the `feature` units whose pictures a build renders: the direction of each
+                   live feature's atom, the most frequent first
+    strongest      a feature's strongest channels, by the weight of its atom
+
+A channel links to the features it takes part in through the same weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..core.units import Unit
+from ..examples.top import merge_top
+from .sae import SparseDictionary
+
+POOLING = "max"
+POWER = 1.0          # of the cosine in a feature's objective (`engine.objectives.spread_direction`)
+SHOWN_CHANNELS = 6
+ROUND = 5            # digits of a direction's components: the unit's cache key follows them
+
+
+class FeatureTop:
+    """Per layer, each feature's top-k photos by its strongest position. State: [D, k] per layer."""
+
+    def __init__(self, dictionaries: dict[str, SparseDictionary], k: int, device: torch.device):
+        self.dictionaries = {layer: d.to(device).eval() for layer, d in dictionaries.items()}
+        self.layers = frozenset(dictionaries)
+        self.k = k
+        self.best: dict[str, tuple | None] = {layer: None for layer in dictionaries}
+        self.grids: dict[str, tuple[int, int]] = {}
+
+    @torch.no_grad()
+    def update(self, batch) -> None:
+        for layer, dictionary in self.dictionaries.items():
+            maps = batch.acts[layer]
+            b, c, h, w = maps.shape
+            self.grids[layer] = (h, w)
+            # One photo at a time: [positions, D] codes of a deep layer's big dictionary stay small.
+            tops = [dictionary.encode(maps[n].flatten(1).T).max(0) for n in range(b)]
+            values = torch.stack([top.values for top in tops])                  # [B, D]
+            where = torch.stack([top.indices for top in tops])
+            positions = torch.stack([where // w, where % w], -1)                 # [B, D, 2]
+            self.best[layer] = merge_top(self.best[layer], values.T, batch.ids.to(values.device).expand(values.shape[1], -1),
+                                         positions.transpose(0, 1), k=self.k)
+
+
+def direction(atom: np.ndarray) -> tuple[float, ...]:
+    return tuple(round(float(x), ROUND) for x in atom)
+
+
+def feature_units(layer: str, directions: np.ndarray, frequency: np.ndarray, count: int | None) -> list[Unit]:
+    """The units of the `count` most frequent live features (every live one when None)."""
+    live = [int(f) for f in np.argsort(-frequency, kind="stable") if frequency[f] > 0]
+    return [Unit(layer, f, "feature", params={"direction": direction(directions[f]), "power": POWER})
+            for f in live[:count]]
+
+
+def strongest(atom: np.ndarray, count: int = SHOWN_CHANNELS) -> list[list]:
+    """[[channel, weight], ...] of the atom's largest weights by size, largest first."""
+    order = np.argsort(-np.abs(atom), kind="stable")[:count]
+    return [[int(c), round(float(atom[c]), 4)] for c in order]

@@ -1,0 +1,176 @@
+"""Dictionary features: a planted dictionary recovered, the measures by hand, resumed training
+equal to an unbroken one, seeded sampling and held-out split, and the build end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from atlas.dictionary import collect
+from atlas.dictionary.metrics import matched_cosines, quality, stability
+from atlas.dictionary.sae import DictionaryShape, SparseDictionary
+from atlas.dictionary.train import Training, checkpoint_epoch, fit, new_dictionary
+from atlas.store import dictionary as stored
+from test_activation_atlas import NAMED, photo_folder
+
+CPU = torch.device("cpu")
+
+
+def planted(atoms: int = 32, channels: int = 16, count: int = 8000, active: int = 3, seed: int = 0):
+    """Vectors that are sparse non-negative sums of `active` of `atoms` known unit atoms."""
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(size=(atoms, channels))
+    truth /= np.linalg.norm(truth, axis=1, keepdims=True)
+    codes = np.zeros((count, atoms))
+    for row in codes:
+        row[rng.choice(atoms, active, replace=False)] = rng.uniform(0.5, 2.0, active)
+    return torch.tensor(codes @ truth, dtype=torch.float32), torch.tensor(truth, dtype=torch.float32)
+
+
+@pytest.mark.parametrize("kind, lr", [("topk", 3e-3), ("batchtopk", 1e-2)])
+def test_training_recovers_a_planted_dictionary(kind, lr):
+    """32 known atoms in 16 channels, 3 active per vector: a dictionary of 64 finds each
+    of them (matched cosine 0.94 topk, 0.95 batchtopk when written)."""
+    vectors, truth = planted()
+    shape = DictionaryShape(channels=16, size=64, k=3, kind=kind)
+    model = fit(vectors, shape, Training(epochs=8, batch=128, lr=lr, seed=0), device=CPU)
+    assert matched_cosines(model.directions(), truth).mean() >= 0.9
+    measured, frequency = quality(model, vectors[:2000], CPU)
+    assert measured.r2 > 0.8 and frequency.shape == (64,)
+    assert measured.l0 == pytest.approx(3) if kind == "topk" else 2 < measured.l0 < 4
+
+
+def test_an_archetypal_dictionary_trains_and_its_atoms_stay_near_the_data():
+    vectors, truth = planted(count=3000)
+    shape = DictionaryShape(channels=16, size=48, k=3, kind="archetypal", candidates=512, relax=0.1)
+    model = fit(vectors, shape, Training(epochs=4, batch=128, lr=3e-3), device=CPU)
+    measured, _ = quality(model, vectors[:1000], CPU)
+    assert measured.r2 > 0.5
+    # each atom is a convex mix of (normalized) data plus a nudge no longer than `relax`
+    mixed = torch.softmax(model.mix, 1) @ model.candidates
+    assert ((model.atoms - mixed).norm(dim=1) <= 0.1 + 1e-5).all()
+
+
+def test_quality_by_hand_for_a_dictionary_that_copies_its_input():
+    """Atoms = the channel axes with k = C: every vector decodes exactly (R² 1, L0 = its
+    non-zero channels); a feature never active is dead."""
+    vectors = torch.tensor([[1.0, 0.0, 2.0], [0.0, 3.0, 1.0], [2.0, 0.0, 0.0]])
+    shape = DictionaryShape(channels=3, size=4, k=3)
+    model = SparseDictionary(shape, torch.zeros(3), 1.0)
+    with torch.no_grad():
+        model.decoder_weight.copy_(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [-1.0, 0, 0]]))
+        model.encoder.copy_(model.decoder_weight.T)
+    measured, frequency = quality(model, vectors, CPU)
+    assert measured.r2 == pytest.approx(1.0, abs=1e-6)
+    assert measured.l0 == pytest.approx(5 / 3) and measured.dead == pytest.approx(1 / 4)
+    np.testing.assert_allclose(frequency, [2 / 3, 1 / 3, 2 / 3, 0])
+
+
+def test_stability_is_one_for_the_same_atoms_in_another_order_and_lower_for_others():
+    atoms = torch.eye(4)
+    assert stability(atoms, atoms[[2, 0, 3, 1]]) == pytest.approx(1.0)
+    assert stability(atoms, torch.ones(4, 4)) == pytest.approx(0.5)
+
+
+def test_a_training_killed_after_an_epoch_resumes_to_the_same_dictionary():
+    vectors, _ = planted(count=1200)
+    shape, training = DictionaryShape(16, 32, 3), Training(epochs=3, batch=100, lr=3e-3, seed=1)
+    whole = fit(vectors, shape, training, device=CPU)
+    saved = []
+
+    class Killed(Exception):
+        pass
+
+    def checkpoint(data):
+        saved.append(data)
+        raise Killed
+
+    with pytest.raises(Killed):
+        fit(vectors, shape, training, device=CPU, checkpoint=checkpoint)
+    assert checkpoint_epoch(saved[-1]) == 1
+    resumed = fit(vectors, shape, training, device=CPU, resume=saved[-1])
+    torch.testing.assert_close(resumed.atoms, whole.atoms)
+
+
+def test_weights_round_trip_through_arrays():
+    vectors, _ = planted(count=500)
+    for shape in (DictionaryShape(16, 24, 3), DictionaryShape(16, 24, 3, "archetypal", candidates=64)):
+        model = new_dictionary(vectors, shape, seed=0)
+        again = SparseDictionary.from_weights(shape, model.weights())
+        torch.testing.assert_close(again.encode(vectors[:20]), model.encode(vectors[:20]))
+
+
+def test_sampling_is_seeded_per_photo_and_the_held_out_photos_are_a_share_of_them():
+    a = collect.places(7, 5, 4, 4, seed=3)
+    assert np.array_equal(a, collect.places(7, 5, 4, 4, seed=3)) and len(set(a)) == 5
+    assert not np.array_equal(a, collect.places(8, 5, 4, 4, seed=3))
+    assert np.array_equal(collect.places(7, None, 4, 4, seed=3), np.arange(16))
+    images = np.repeat(np.arange(50), 4)
+    held = collect.held_out(images, 0.1, seed=0)
+    assert len(np.unique(images[held])) == 5 and not set(images[held]) & set(images[~held])
+    assert np.array_equal(held, collect.held_out(images, 0.1, seed=0))
+    assert collect.held_out(np.zeros(3, int), 0.1, 0).all()          # a lone photo: measured, never trained on
+    assert collect.per_photo(10, 64, 1000) is None and collect.per_photo(100, 64, 1000) == 16
+
+
+# ----------------------------------------------------------------------------- end to end
+
+def build(tmp_path, photos, *more):
+    from atlas.cli import main
+
+    return CliRunner().invoke(main, [
+        "build", NAMED, "--weights", "random", "--layers", "features.2,features.5", "--channels", "2",
+        "--classes", "0-1", "--size", "32", "--steps", "3", "--precision", "fp32", "--features", str(photos),
+        "--feature-layers", "features.5", "--dictionary-size", "32", "--dictionary-k", "4", "--feature-pictures", "3",
+        "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "site"),
+        "--no-connections", *more])
+
+
+def test_build_learns_a_dictionary_shows_its_features_and_resumes_from_the_cache(tmp_path):
+    photos = photo_folder(tmp_path / "photos", 30)
+    first = build(tmp_path, photos)
+    assert first.exit_code == 0, first.output
+    line = next(l for l in first.output.splitlines() if l.startswith("dictionary of features.5:"))
+    assert "32 features (k=4, topk)" in line and "3 pictures (rendered 3" in line
+    records = list(stored.scan(tmp_path / "cache").values())
+    assert len(records) == 1
+    record = records[0]
+    assert record.layer == "features.5" and record.images == 30 and record.stability is not None
+    assert 0 < record.quality["r2"] <= 1 and record.quality["l0"] <= 4
+    assert record.train_vectors == 27 * 16 * 16              # 3 of 30 photos held out; 16 x 16 positions each
+    assert len(record.features) == 32 and sum(f.picture is not None for f in record.features) == 3
+    pictured = [f for f in record.features if f.picture]
+    assert all(f.frequency > 0 and f.examples for f in pictured)
+    assert all((tmp_path / "cache" / "dictionary" / e["crop"]).is_file() for f in pictured for e in f.examples)
+    assert all(len(f.channels) == 6 for f in record.features)
+    again = build(tmp_path, photos)
+    assert again.exit_code == 0 and "dictionary features of 1 layer: from cache" in again.output
+    assert list(stored.scan(tmp_path / "cache").values()) == records
+
+
+def test_too_few_photos_for_the_dictionary_stop_the_build_in_one_line_before_rendering(tmp_path):
+    photos = photo_folder(tmp_path / "photos", 3)
+    result = build(tmp_path, photos, "--dictionary-size", "128")
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "too few for 128 features" in result.output and "--dictionary-size" in result.output
+    assert not list((tmp_path / "cache").glob("entries/*/*.json"))
+
+
+def test_a_features_objective_is_the_mean_over_positions_of_dot_times_cosine():
+    from atlas.engine import objectives
+
+    torch.manual_seed(0)
+    acts = torch.rand(2, 5, 3, 3)
+    vectors = torch.randn(2, 5)
+    plain = objectives.spread_direction("x", vectors, torch.zeros(2)).score({"x": acts})
+    assert torch.allclose(plain, objectives.direction("x", vectors).score({"x": acts}), atol=1e-6)
+    rows = acts.flatten(2).transpose(1, 2)                                   # [2, 9, 5]
+    dots = (rows * vectors[:, None]).sum(2)
+    cosines = dots / (rows.norm(dim=2) * vectors.norm(dim=1)[:, None])
+    expected = (dots * cosines.clamp(min=objectives.MIN_COSINE)).mean(1)
+    assert torch.allclose(objectives.spread_direction("x", vectors, torch.ones(2)).score({"x": acts}), expected,
+                          atol=1e-5)
