@@ -253,3 +253,29 @@ def test_sampling_under_bf16_autocast_attributes_in_fp32(tiny, tmp_path):
     np.testing.assert_allclose(found["bf16"]["attributions"].astype(np.float32),
                                found["fp32"]["attributions"].astype(np.float32), rtol=1e-2, atol=1e-3)
     assert np.array_equal(found["bf16"]["where"], found["fp32"]["where"])
+
+
+def test_a_vits_attributions_pass_its_attention_and_match_reverse_mode():
+    """torchvision's fused attention has no forward-mode derivative: the attributions take the
+    plain path, and agree with reverse mode token by token."""
+    vit = load_model("tests.tinytransformers:tiny_vit", "random")
+    layer = "encoder.layers.encoder_layer_0"
+    torch.manual_seed(0)
+    x = normalize(vit, torch.rand(2, 3, 32, 32))
+    cells = torch.tensor([[[0, 1], [3, 3]], [[2, 0], [1, 2]]])
+    vectors, attributed = sampling.attributions(vit, x, layer, cells)
+    captured = {}
+    module = dict(vit.module.named_modules())[layer]
+    handle = module.register_forward_hook(lambda m, i, o: (o.retain_grad(), captured.__setitem__("h", o), None)[-1])
+    out = vit.module(x.clone().requires_grad_())
+    handle.remove()
+    h = captured["h"]                                                 # [B, 1 + 16 tokens, C]
+    for c in range(out.shape[1]):
+        (g,) = torch.autograd.grad(out[:, c].sum(), h, retain_graph=True)
+        for b in range(2):
+            for j, (y, xq) in enumerate(cells[b].tolist()):
+                token = 1 + y * 4 + xq
+                expected = float((g[b, token] * h[b, token]).sum().detach())
+                assert abs(float(attributed[b, j, c]) - expected) <= 1e-4 + 1e-4 * abs(expected)
+    assert torch.allclose(vectors[1, 0], h[1, 1 + 2 * 4 + 0].detach())
+    assert torch.backends.mha.get_fastpath_enabled()                  # the switch is put back

@@ -110,3 +110,36 @@ def test_pairs_follow_the_rendered_layers(tmp_path):
     found = stored_circuits.scan(tmp_path)
     assert {(s, t) for (_, _, s, t) in found} == {("features.0", "features.2"), ("features.2", "features.5"),
                                                   ("features.5", "head.2")}
+
+
+def test_lite0s_connections_run_whatever_the_render_size(tmp_path):
+    """Lite0's static "same" padding is fixed for its own input: a probe too small for its
+    deepest maps fails, so the probe grows until the copy runs (a build at 96 px stopped
+    here after its units had rendered)."""
+    from atlas.model.loading import load_model
+    from tinynet import shown_at
+
+    model = shown_at(load_model("efficientnet_lite0", "default"), 96)
+    output = model.output_layer
+    runtime = resolve_runtime("cpu", "fp32")
+    assert connections.connect(model, [("_blocks.4._project_conv", output)], root=tmp_path, runtime=runtime)[0] == 1
+    pair = stored_circuits.load(tmp_path, connections.pair_key(model, "_blocks.4._project_conv", output))
+    assert not pair.skipped and pair.norm.shape == (1000, 40) and pair.size >= 32 and np.isfinite(pair.norm).all()
+
+
+def test_a_pair_that_fails_is_told_and_left_uncached_and_the_rest_go_on(tmp_path, monkeypatch):
+    model = _model(Direct(), "direct")
+    pairs = [("features.0", "features.2"), ("features.2", "features.5")]
+    real = connections.expanded_weights
+
+    def flaky(model, net, source, target, **options):
+        if source == "features.0":
+            raise RuntimeError("Kernel size can't be greater than actual input size\nmore detail")
+        return real(model, net, source, target, **options)
+
+    monkeypatch.setattr(connections, "expanded_weights", flaky)
+    told = []
+    computed, _ = connections.connect(model, pairs, root=tmp_path, runtime=resolve_runtime("cpu"),
+                                      on_failure=lambda s, t, error: told.append((s, t, error)))
+    assert computed == 1 and told == [("features.0", "features.2", "Kernel size can't be greater than actual input size")]
+    assert {(s, t) for (_, _, s, t) in stored_circuits.scan(tmp_path)} == {("features.2", "features.5")}

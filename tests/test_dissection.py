@@ -347,3 +347,56 @@ def test_reads_share_a_pass_only_for_the_same_photos_and_shard(tmp_path):
     assert [(r.label, [ride.consumer for ride in r.rides], r.shard) for r in done] == [
         ("examples and quantiles", [1, 2], None), ("sharded", [3], (1, 2)), ("atlas", [4], None),
         ("framed otherwise", [5], None)]
+
+
+# ----------------------------------------------------------------------------- confirmation on held-out photos
+
+def test_the_halves_are_fixed_by_the_index_and_split_the_photos_about_evenly():
+    from atlas.dissection.confirm import half_of
+
+    halves = half_of(range(2000))
+    assert np.array_equal(halves, half_of(range(2000))) and set(halves) == {0, 1}
+    assert 900 < halves.sum() < 1100
+    assert np.array_equal(half_of([7, 3]), halves[[7, 3]])          # the index decides, not the batch
+
+
+def test_the_halves_counts_add_up_to_the_whole_and_planted_detectors_are_confirmed(broden, planted, tmp_path):
+    source = Broden.open(broden, size=32, mask_size=16)
+    job, _ = run_job(planted, source, tmp_path)
+    result = job.results()["1"]
+    assert result.halves.shape == (2, *result.iou.shape) and sum(result.half_images) == result.images == 12
+    meta, arrays = stored.merged_partials(tmp_path, job.keys["1"], "counts", 1)
+    whole = stored.iou(*(arrays[n].sum(0) for n in ("intersection", "activation", "ground")), result.category_of)
+    np.testing.assert_allclose(result.iou, whole, atol=1e-6)
+    names = result.names
+    assert names[result.detects(0)] in ("red square", "red") and names[result.detects(1)] in ("blue square", "blue")
+    found = result.finding(0)
+    assert found.confirmed and min(found.halves) >= stored.DETECTOR_IOU and not found.dead
+    assert not result.enough_images                                  # 12 photos: pages say so
+
+
+def test_a_concept_best_on_one_half_only_is_not_confirmed():
+    halves = np.zeros((2, 3, 4))
+    halves[:, 0, 2] = 0.3                              # best on both halves: confirmed
+    halves[0, 1, 1], halves[1, 1, 3] = 0.3, 0.3        # a different best on each half: chance
+    halves[0, 2, 0], halves[1, 2, 0] = 0.3, 0.02       # best on both, under the bar on one
+    assert list(stored.confirmed_concepts(halves)) == [2, -1, -1]
+
+
+def test_a_unit_whose_activations_fill_one_bin_is_dead():
+    counts = sketch.new_counts(3)
+    maps = torch.zeros(4, 3, 5, 5)
+    maps[:, 1] = torch.linspace(0, 3, 25).view(5, 5)   # a live unit
+    maps[:, 2] = 1e-8                                  # alive in name only
+    sketch.add(counts, maps)
+    band = sketch.band(counts.numpy(), stored.DEAD_EPS)
+    assert list(band["dead"]) == [True, False, True]
+    assert band["low"][1] <= 0 and band["high"][1] > 3
+
+
+def test_the_summary_says_when_the_photos_are_too_few_to_confirm(broden, planted, tmp_path):
+    source = Broden.open(broden, size=32, mask_size=16)
+    job, _ = run_job(planted, source, tmp_path)
+    line = job.summary()
+    assert "on both halves of the photos" in line and "too few to confirm a detector" in line
+    assert f"at least {stored.MIN_IMAGES}" in line

@@ -60,6 +60,23 @@ def relaxed_max_pooling(module: nn.Module):
         yield
 
 
+@contextlib.contextmanager
+def unfused_attention():
+    """Within the block, attention runs its plain path: neither the fused kernel of
+    `nn.MultiheadAttention` (torch's "fast path", taken in eval mode) nor the flash and
+    memory-efficient kernels of scaled dot-product attention have a forward-mode
+    derivative, so a ViT's attributions need the path made of ordinary operations."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel([SDPBackend.MATH]):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
 def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectors [B, k, C] at `cells` [B, k, 2] (row, column) of `layer`'s map, and their
     attributions [B, k, classes] to every logit, for input batch `x`.
@@ -89,7 +106,7 @@ def attributions(model: Model, x: torch.Tensor, layer: str, cells: torch.Tensor)
 
     def run(per_row_input: bool) -> torch.Tensor:
         with hooks([(module, lambda m, i, out: tangents(out, per_row_input))]), fwAD.dual_level(), \
-                torch.no_grad(), relaxed_max_pooling(model.module):
+                torch.no_grad(), relaxed_max_pooling(model.module), unfused_attention():
             out = model.module(x.repeat_interleave(k, 0) if per_row_input else x)
             out = out if isinstance(out, torch.Tensor) else out.logits
             return fwAD.unpack_dual(out).tangent

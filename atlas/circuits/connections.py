@@ -56,23 +56,32 @@ def rendered_pairs(model: Model, units) -> list[tuple[str, str]]:
 
 
 def connect(model: Model, pairs: list[tuple[str, str]], *, root: Path, runtime: Runtime,
-            chunk: int | None = None) -> tuple[int, float]:
-    """Compute and cache every pair not cached yet; return (pairs computed, seconds)."""
+            chunk: int | None = None, on_failure=lambda source, target, error: None) -> tuple[int, float]:
+    """Compute and cache every pair not cached yet; return (pairs computed, seconds).
+
+    A pair whose copy fails to run (a model this module cannot linearize in some way)
+    is told to `on_failure` and left uncached, so the build its units rendered for goes
+    on, and a later run tries that pair again."""
     todo = [(s, t, pair_key(model, s, t)) for s, t in pairs]
     todo = [(s, t, k) for s, t, k in todo if stored.load(root, k) is None]
     if not todo:
         return 0, 0.0
-    start = time.perf_counter()
+    start, computed = time.perf_counter(), 0
     device = runtime.device
     net = linearized(model.module).to(device).float()
     stride = strides(model, net, device) if any(not skip_reason(model, s, t) for s, t, _ in todo) else {}
     for source, target, key in todo:
         reason = skip_reason(model, source, target)
-        pair = (_skipped(model, source, target, reason) if reason else
-                expanded_weights(model, net, source, target, device=device,
-                                 chunk=chunk or (256 if device.type == "cuda" else 128), stride=stride))
+        try:
+            pair = (_skipped(model, source, target, reason) if reason else
+                    expanded_weights(model, net, source, target, device=device,
+                                     chunk=chunk or (256 if device.type == "cuda" else 128), stride=stride))
+        except RuntimeError as err:
+            on_failure(source, target, str(err).splitlines()[0])
+            continue
         stored.store(root, key, pair)
-    return len(todo), time.perf_counter() - start
+        computed += 1
+    return computed, time.perf_counter() - start
 
 
 def _skipped(model: Model, source: str, target: str, reason: str) -> Pair:

@@ -83,7 +83,8 @@ def expanded_weights(model: Model, net: nn.Module, source: str, target: str, *, 
     """The expanded weights from every channel of `source` to every channel of `target`
     through `net` (a `linearized` copy of the model's module)."""
     start = time.perf_counter()
-    size = probe_size(model, source, target, stride if stride is not None else strides(model, net, device))
+    size = runnable_size(model, net, probe_size(model, source, target,
+                                                stride if stride is not None else strides(model, net, device)), device)
     x = model_input(model, size, device)
     modules = dict(net.named_modules())
     channels = model.layer(target).channels
@@ -179,6 +180,22 @@ def strides(model: Model, net: nn.Module, device: torch.device) -> dict[str, flo
     with hooks(watched), torch.no_grad(), linear_functions():
         net(model_input(model, side, device))
     return found
+
+
+def runnable_size(model: Model, net: nn.Module, side: int, device: torch.device) -> int:
+    """The smallest probe side from `side` up at which the copy runs at all. A model whose
+    padding was fixed for its own input size (EfficientNet-Lite's static "same" padding)
+    fails at small inputs, where a deep map becomes smaller than a kernel."""
+    sides = [s for s in PROBE_SIDES if s > side]
+    for candidate in [side, *sides]:
+        size = model.spec.rule.model_size(candidate)
+        try:
+            with torch.no_grad(), linear_functions():
+                net(model_input(model, size, device))
+            return size
+        except RuntimeError:
+            continue
+    return model.spec.rule.model_size(PROBE_SIDES[-1])
 
 
 def probe_size(model: Model, source: str, target: str, stride: dict[str, float]) -> int:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..data.stream import Batch
-from . import sketch
+from . import confirm, sketch
 
 # Active maps resampled at once: [CHUNK, P] floats bound the memory of a batch's regions.
 CHUNK = 2048
@@ -106,7 +107,8 @@ def count_batch(counts: Counts, acts: torch.Tensor, thresholds: torch.Tensor, la
 
 
 class IoUCounter:
-    """IoU counts for every unit of some layers, given their thresholds."""
+    """IoU counts for every unit of some layers, given their thresholds, kept apart for
+    each half of the images (`confirm.half_of`): `counts[layer]` is [half 0, half 1]."""
 
     def __init__(self, thresholds: dict[str, torch.Tensor], concepts, side: int, device):
         self.layers = frozenset(thresholds)
@@ -114,13 +116,21 @@ class IoUCounter:
         self.side = side
         self.category_of = list(concepts.category_of)
         self.categories = len(concepts.categories)
-        self.counts = {layer: Counts.zeros(len(t), len(concepts.names), self.categories, device)
+        self.counts = {layer: [Counts.zeros(len(t), len(concepts.names), self.categories, device) for _ in range(2)]
                        for layer, t in self.thresholds.items()}
 
     def update(self, batch: Batch) -> None:
-        labels = Labels.of(batch.items, self.category_of, self.categories, side=self.side, device=batch.images.device)
-        for layer in self.layers:
-            count_batch(self.counts[layer], batch.acts[layer], self.thresholds[layer], labels, side=self.side)
+        halves = confirm.half_of(batch.ids.tolist())
+        for half in (0, 1):
+            rows = np.flatnonzero(halves == half)
+            if not len(rows):
+                continue
+            items = [batch.items[r] for r in rows]
+            labels = Labels.of(items, self.category_of, self.categories, side=self.side, device=batch.images.device)
+            index = torch.from_numpy(rows).to(batch.images.device)
+            for layer in self.layers:
+                count_batch(self.counts[layer][half], batch.acts[layer].index_select(0, index), self.thresholds[layer],
+                            labels, side=self.side)
 
 
 class QuantileCounter:

@@ -100,10 +100,17 @@ class DissectionJob:
                     "run the same command again once every shard has finished")
         results = self.results().values()
         detectors = sum(sum(result.detects(u) is not None for u in range(result.units)) for result in results)
+        dead = sum(len(stored.dead_units(result)) for result in results)
         units = sum(result.units for result in results)
+        few = [result for result in results if not result.enough_images]
         read = [r for r in self.reports if r.images]
         rates = ", ".join(f"{r.rate:.1f} images/s" for r in read)
-        return (f"{what}: {detectors} of {units} units detect a concept (IoU >= 0.04)"
+        found = (f"{detectors} of {units} units detect a concept (IoU >= {stored.DETECTOR_IOU} on both halves "
+                 f"of the photos), {dead} dead")
+        if few:
+            found += (f"; only {min(r.images for r in few)} photos: too few to confirm a detector "
+                      f"(bring at least {stored.MIN_IMAGES})")
+        return (f"{what}: {found}"
                 + (f"; {rates}, {format_duration(sum(r.seconds for r in read))}" if read else "; from cache"))
 
     # stage 0 ------------------------------------------------------------------------
@@ -136,7 +143,8 @@ class DissectionJob:
             meta, arrays = merged
             thresholds = sketch.quantile(arrays["counts"], self.setup.quantile)
             stored.store_thresholds(self.root, key, thresholds,
-                                    {**meta, "saturated": int(sketch.saturated(arrays["counts"], self.setup.quantile).sum())})
+                                    {**meta, "saturated": int(sketch.saturated(arrays["counts"], self.setup.quantile).sum())},
+                                    bands=sketch.band(arrays["counts"], stored.DEAD_EPS))
         return waiting
 
     # stage 1 ------------------------------------------------------------------------
@@ -153,12 +161,12 @@ class DissectionJob:
         return IoUCounter(thresholds, self.concepts, self.setup.mask_size, device)
 
     def store_counts(self, consumer: IoUCounter, report: PassReport) -> None:
-        """Store this shard's counts."""
-        for layer, counts in consumer.counts.items():
+        """Store this shard's counts, each array with a leading axis for the two halves."""
+        for layer, halves in consumer.counts.items():
             stored.store_partial(self.root, self.keys[layer], "counts", shard=self.shard,
-                                 arrays={"intersection": counts.intersection.cpu().numpy(),
-                                         "activation": counts.activation.cpu().numpy(),
-                                         "ground": counts.ground.cpu().numpy()},
+                                 arrays={name: np.stack([getattr(c, name).cpu().numpy() for c in halves])
+                                         for name in ("intersection", "activation", "ground")}
+                                 | {"half_images": np.array([c.images for c in halves], np.int64)},
                                  meta={"images": report.images, "skipped": len(report.skipped)})
 
     def merge_counts(self) -> list[str]:
@@ -173,12 +181,16 @@ class DissectionJob:
                 waiting.append(layer)
                 continue
             meta, arrays = merged
-            scores = stored.iou(arrays["intersection"], arrays["activation"], arrays["ground"],
-                                self.concepts.category_of)
+            counts = [arrays[name] for name in ("intersection", "activation", "ground")]
+            scores = stored.iou(*(c.sum(0) for c in counts), self.concepts.category_of)
+            halves = np.stack([stored.iou(*(c[h] for c in counts), self.concepts.category_of) for h in (0, 1)])
+            bands = stored.load_bands(self.root, key)
             stored.store(self.root, key, LayerDissection(
                 self.model.name, self.model.fingerprint, layer, self.setup, self.concepts.names,
                 self.concepts.categories, self.concepts.category_of, found[0], scores.astype(np.float32),
-                int(meta["images"]), int(meta["skipped"])))
+                int(meta["images"]), int(meta["skipped"]), halves.astype(np.float32),
+                tuple(int(n) for n in arrays["half_images"]), bands.get("low"), bands.get("high"),
+                bands.get("dead")))
         return waiting
 
 

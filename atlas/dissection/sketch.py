@@ -98,3 +98,17 @@ def quantile(counts: np.ndarray, upper: float) -> np.ndarray:
 def saturated(counts: np.ndarray, upper: float) -> np.ndarray:
     """[C] whether a unit's quantile falls where half precision saturates (then it is only a bound)."""
     return np.abs(quantile(counts, upper)) >= MAX_VALUE
+
+
+def band(counts: np.ndarray, dead_eps: float) -> dict[str, np.ndarray]:
+    """Per unit, from counts [C, BINS]: `low` and `high`, every counted value lies in
+    [low, high); `dead`, the band is one bin wide or within +-dead_eps of zero (the
+    unit's top-quantile region is then noise, never a concept). A unit with no value
+    counted is dead too."""
+    counts = np.asarray(counts)
+    seen = counts > 0
+    first = np.where(seen.any(1), np.argmax(seen, axis=1), 0)
+    last = np.where(seen.any(1), BINS - 1 - np.argmax(seen[:, ::-1], axis=1), 0)
+    low, high = edges()[first], edges()[last + 1]
+    dead = ~seen.any(1) | (first == last) | (np.maximum(np.abs(low), np.abs(high)) <= dead_eps)
+    return {"low": low.astype(np.float32), "high": high.astype(np.float32), "dead": dead}

@@ -130,7 +130,8 @@ def find_connections(model: Model, units: list[Unit], *, root: Path, runtime: Ru
     """Expanded weights between consecutive rendered layers (and the deepest conv to the classes)."""
     pairs = rendered_pairs(model, units)
     if pairs:
-        computed, seconds = connect(model, pairs, root=root, runtime=runtime)
+        computed, seconds = connect(model, pairs, root=root, runtime=runtime, on_failure=lambda source, target, error:
+                                    reporter.say(f"connections {source} -> {target}: skipped ({error})"))
         reporter.say(f"connections for {len(pairs)} layer pairs: "
                      + (f"{computed} computed in {format_duration(seconds)}" if computed else "from cache"))
 

@@ -1,11 +1,12 @@
 """Network dissection on pages: what concept each unit detects, per layer and per model.
 
 The build stores one merged dissection per layer (`atlas.store.dissection`): a
-threshold per unit and its IoU with every concept. This module turns that into
-what pages list: a unit's best concept (a *detector* when its IoU is at least
-0.04, Bau et al.'s rule) and its best per category; a layer's detectors by
-category and the units per concept; a model's unique detectors per category
-per layer (Bau et al.'s summary plot); and the concept index.
+threshold per unit and its IoU with every concept, on the whole set and on each half
+of the photos. This module turns that into what pages list: a unit's best concept (a
+*detector* when it is confirmed: its best on both halves with IoU at least 0.04 on
+each, Bau et al.'s bar; `atlas.dissection.confirm` says why) and its best per
+category; a layer's detectors by category and the units per concept; a model's unique
+detectors per category per layer (Bau et al.'s summary plot); and the concept index.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..store.dissection import DETECTOR_IOU, LayerDissection
+from ..store.dissection import DETECTOR_IOU, MIN_IMAGES, Finding, LayerDissection, dead_units
 
 if TYPE_CHECKING:
     from .views import LayerView, ModelView, UnitView
@@ -24,27 +25,25 @@ KIND_LABELS = {"broden": "Broden", "folder": "labelled", "colors": "colour"}
 
 @dataclass(frozen=True)
 class Match:
-    """A unit's IoU with one concept."""
+    """A unit's IoU with one concept (on the whole set)."""
     concept: str
     category: str
     iou: float
 
-    @property
-    def detector(self) -> bool:
-        return self.iou >= DETECTOR_IOU
-
 
 @dataclass
 class UnitConcepts:
-    """What a unit page shows: its best concept and its best in each category."""
+    """What a unit page shows: its concept (confirmed, else its whole-set best), how each
+    half of the photos scored it, and its best in each category."""
     best: Match
     per_category: list[Match]
     threshold: float
     layer: "LayerConcepts"
+    finding: Finding
 
     @property
     def detector(self) -> bool:
-        return self.best.detector
+        return self.finding.confirmed
 
 
 @dataclass
@@ -61,11 +60,24 @@ class LayerConcepts:
         import posixpath
         return posixpath.basename(self.result.setup.dataset.replace("\\", "/").rstrip("/")) or self.result.setup.dataset
 
+    @property
+    def enough_images(self) -> bool:
+        return self.result.enough_images
+
+    @property
+    def min_images(self) -> int:
+        return MIN_IMAGES
+
+    @property
+    def dead(self) -> list[int]:
+        return dead_units(self.result)
+
     def unit(self, index: int) -> UnitConcepts | None:
         result = self.result
         if not 0 <= index < result.units:
             return None
-        k, score = result.best(index)
+        finding = result.finding(index)
+        k, score = finding.concept, finding.iou
         per = []
         for c, category in enumerate(result.categories):
             if c not in result.category_of:
@@ -74,15 +86,15 @@ class LayerConcepts:
             per.append(Match(result.names[best], category, value))
         per.sort(key=lambda m: -m.iou)
         return UnitConcepts(Match(result.names[k], result.categories[result.category_of[k]], score), per,
-                            float(result.thresholds[index]), self)
+                            float(result.thresholds[index]), self, finding)
 
     def detectors(self) -> list[tuple[int, Match]]:
-        """(unit, its concept) for every unit that detects one, best IoU first."""
+        """(unit, its concept) for every unit whose concept is confirmed, best IoU first."""
         found = []
         for u in range(self.result.units):
-            match = self.unit(u).best
-            if match.detector:
-                found.append((u, match))
+            concepts = self.unit(u)
+            if concepts.detector:
+                found.append((u, concepts.best))
         return sorted(found, key=lambda item: -item[1].iou)
 
     def by_category(self) -> list[dict]:
@@ -137,7 +149,8 @@ def summary(model: "ModelView") -> dict | None:
     peak = max([max(r["unique"], default=0) for r in rows] + [1])
     first = layers[0].concepts
     return {"categories": categories, "rows": rows, "peak": peak, "dataset": first.dataset,
-            "kind": first.kind, "images": first.result.images,
+            "kind": first.kind, "images": first.result.images, "enough_images": first.enough_images,
+            "min_images": MIN_IMAGES,
             "quantile": first.result.setup.quantile, "iou": DETECTOR_IOU}
 
 
