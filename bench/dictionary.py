@@ -14,6 +14,7 @@ Per layer, with the build's own code (`atlas.dictionary.learn`):
   held out   10 % of the photos (seeded), never trained on
   quality    R² on the held-out vectors, L0, the share of dead features, and the
              stability of two seeds (Hungarian-matched atoms)
+  kept       each trained dictionary under --store, keyed by what made it (a rerun loads it)
   photos     R² against the number of training photos (--photo-counts), same held-out set
   cost       seconds per epoch and peak resident memory of training at 10k and 100k
              vectors (--cost-layer), projected linearly to 1M
@@ -27,7 +28,6 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -45,6 +45,7 @@ from atlas.dictionary.sae import DictionaryShape                  # noqa: E402
 from atlas.dictionary.train import Training, fit                  # noqa: E402
 from atlas.model.loading import load_model                        # noqa: E402
 from atlas.model.runtime import resolve_runtime                   # noqa: E402
+from atlas.store import dictionary as stored                      # noqa: E402
 
 
 class Floor:
@@ -89,6 +90,8 @@ def main() -> None:
     parser.add_argument("--photo-counts", default="250,500")
     parser.add_argument("--cost-layer", default="_blocks.10._project_conv")
     parser.add_argument("--out", type=Path, default=Path("bench/out/dictionary.json"))
+    parser.add_argument("--store", type=Path, default=Path("bench/out/dictionary-store"),
+                        help="where trained dictionaries are kept (bench/features_vs_channels.py reads them)")
     args = parser.parse_args()
 
     runtime = resolve_runtime("auto", "auto")
@@ -106,12 +109,16 @@ def main() -> None:
         shape = DictionaryShape(channels, args.multiple * channels, args.k, args.kind)
         training = Training(epochs=args.epochs)
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory() as root:
-            found = learn(vectors, images, shape, training, layer=layer, holdout=0.1, seeds=args.seeds,
-                          device=runtime.device, root=Path(root), key="bench")
+        key = stored.key(bench=args.model, layer=layer, dataset=source.fingerprint(), shape=shape.as_dict(),
+                         training=training.as_dict(), holdout=0.1)
+        fresh = stored.load_trained(args.store, key, training.seed) is None
+        found = learn(vectors, images, shape, training, layer=layer, holdout=0.1, seeds=args.seeds,
+                      device=runtime.device, root=args.store, key=key)
+        measured = found.quality.as_dict()
         row = {"channels": channels, "size": shape.size, "k": shape.k, "kind": shape.kind, "vectors": len(vectors),
-               "train_vectors": found.train_vectors, **found.quality.as_dict(), "stability": found.stability,
-               "seconds": time.perf_counter() - start, "by_photos": {}}
+               "train_vectors": found.train_vectors, "held_out_vectors": measured.pop("vectors"), **measured,
+               "stability": found.stability,
+               "seconds": time.perf_counter() - start if fresh else None, "key": key, "by_photos": {}}
         test = held_out(images, 0.1, training.seed)
         train_photos = np.unique(images[~test])
         for count in [int(c) for c in args.photo_counts.split(",") if c]:

@@ -174,3 +174,11 @@ def test_a_features_objective_is_the_mean_over_positions_of_dot_times_cosine():
     expected = (dots * cosines.clamp(min=objectives.MIN_COSINE)).mean(1)
     assert torch.allclose(objectives.spread_direction("x", vectors, torch.ones(2)).score({"x": acts}), expected,
                           atol=1e-5)
+
+
+def test_a_finished_seed_replaces_its_checkpoint(tmp_path):
+    stored.store_checkpoint(tmp_path, "k", 0, b"epoch 3")
+    assert stored.load_checkpoint(tmp_path, "k", 0) == b"epoch 3"
+    stored.store_trained(tmp_path, "k", 0, {"mean": np.zeros(3)}, meta={"epochs": 4})
+    assert stored.load_checkpoint(tmp_path, "k", 0) is None
+    assert stored.load_trained(tmp_path, "k", 0)[0] == {"epochs": 4}

@@ -51,6 +51,28 @@ class FeatureTop:
                                          positions.transpose(0, 1), k=self.k)
 
 
+class PhotoCodes:
+    """Every photo's codes per feature, pooled over its positions by max and by mean:
+    `pooled[layer][pooling]` is [count, D], NaN where no photo came (what the two-photo
+    test and coherence rank photos by; a thousand photos by a few thousand features)."""
+
+    def __init__(self, dictionaries: dict[str, SparseDictionary], count: int, device: torch.device):
+        self.dictionaries = {layer: d.to(device).eval() for layer, d in dictionaries.items()}
+        self.layers = frozenset(dictionaries)
+        self.pooled = {layer: {p: np.full((count, d.shape.size), np.nan, np.float32) for p in ("max", "mean")}
+                       for layer, d in dictionaries.items()}
+
+    @torch.no_grad()
+    def update(self, batch) -> None:
+        ids = batch.ids.cpu().numpy()
+        for layer, dictionary in self.dictionaries.items():
+            maps = batch.acts[layer]
+            for n, index in enumerate(ids):
+                codes = dictionary.encode(maps[n].flatten(1).T)
+                self.pooled[layer]["max"][index] = codes.max(0).values.float().cpu().numpy()
+                self.pooled[layer]["mean"][index] = codes.mean(0).float().cpu().numpy()
+
+
 def direction(atom: np.ndarray) -> tuple[float, ...]:
     return tuple(round(float(x), ROUND) for x in atom)
 

@@ -105,7 +105,9 @@ def load_checkpoint(root: Path, name: str, seed: int) -> bytes | None:
 
 
 def store_trained(root: Path, name: str, seed: int, weights: dict[str, np.ndarray], *, meta: dict) -> None:
+    """Seed `seed`'s finished dictionary; its checkpoint, now superseded, goes."""
     arrays_file.write(_folder(root, name) / f"trained-{seed}.npz", weights, meta)
+    (_folder(root, name) / f"checkpoint-{seed}.pt").unlink(missing_ok=True)
 
 
 def load_trained(root: Path, name: str, seed: int) -> tuple[dict, dict[str, np.ndarray]] | None:
