@@ -155,7 +155,8 @@ def layers(model, weights):
 @click.option("--features", "features_dir", type=click.Path(path_type=Path),
               help="A folder of photos: learn a sparse dictionary of a few layers and show its features as units.")
 @click.option("--feature-layers", help="Layers of the dictionaries (default: the activation atlas's).")
-@click.option("--dictionary-size", type=click.IntRange(min=2), help="Features per layer (default: 8x its channels).")
+@click.option("--dictionary-size", help="Features per layer: a number, or a multiple of its channels such as 4x "
+              "(default: 8x).")
 @click.option("--dictionary-k", type=click.IntRange(min=1), default=32, show_default=True, help="Codes per position.")
 @click.option("--dictionary-kind", type=click.Choice(["topk", "batchtopk", "archetypal"]), default="topk",
               show_default=True, help="How codes are made sparse; archetypal keeps atoms near the data.")
@@ -182,7 +183,7 @@ def build(model, unit_specs, negative, diversity, objective, class_objective, pr
     """Render every unit of MODEL's chosen layers and classes, cache them, write the site."""
     from .activation_atlas.job import ActivationAtlasRequest
     from .caricatures.job import CaricaturesRequest
-    from .dictionary.job import DictionaryRequest
+    from .dictionary.job import DictionaryRequest, parse_size
     from .dissection.job import DissectionRequest
     from .examples.job import ExamplesRequest
     from .pipeline import BuildRequest, run_build
@@ -195,8 +196,8 @@ def build(model, unit_specs, negative, diversity, objective, class_objective, pr
     atlas = (ActivationAtlasRequest(atlas_dir, atlas_layers, atlas_positions, atlas_samples, atlas_layout,
                                     class_index=atlas_class, icon_steps=atlas_icon_steps)
              if atlas_dir is not None else None)
-    dictionary = (DictionaryRequest(features_dir, feature_layers, dictionary_size, dictionary_k, dictionary_kind,
-                                    pictures=feature_pictures) if features_dir is not None else None)
+    dictionary = (DictionaryRequest(features_dir, feature_layers, *parse_size(dictionary_size), dictionary_k,
+                                    dictionary_kind, pictures=feature_pictures) if features_dir is not None else None)
     caricatures = (CaricaturesRequest(caricatures_dir, caricature_photos, caricature_steps)
                    if caricatures_dir is not None else None)
     if caricatures is None and examples is not None:   # the examples folder's photos, with these options

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,8 +73,18 @@ def collect(model, source, layers, runtime) -> tuple[dict, dict]:
     return {layer: sampler.arrays(layer) for layer in layers}, {k: min(v) for k, v in times.items()}
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def child_peak(count: int, channels: int, shape: DictionaryShape) -> float:
+    """Peak resident MB of a fresh process that trains one epoch on `count` random fp16
+    vectors (0: imports alone), so the number is training's and not this script's."""
+    code = ("import resource, torch; from atlas.dictionary.sae import DictionaryShape; "
+            "from atlas.dictionary.train import Training, fit; "
+            f"v = torch.randn({count}, {channels}).half(); "
+            f"count = {count}; shape = DictionaryShape(**{shape.as_dict()!r}); "
+            "count and fit(v, shape, Training(epochs=1), device=torch.device('cpu')); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -135,14 +145,13 @@ def main() -> None:
         vectors = torch.from_numpy(arrays[args.cost_layer]["vectors"])
         channels = vectors.shape[1]
         shape = DictionaryShape(channels, args.multiple * channels, args.k, args.kind)
-        cost = {}
+        cost = {"import_only_rss_mb": child_peak(0, channels, shape)}
         for count in (10_000, 100_000):
             picked = vectors[torch.randperm(len(vectors), generator=torch.Generator().manual_seed(0))[:count]]
-            before = peak_mb()
             start = time.perf_counter()
             fit(picked, shape, Training(epochs=2), device=runtime.device)
-            cost[count] = {"seconds_per_epoch": (time.perf_counter() - start) / 2, "peak_rss_mb": peak_mb(),
-                           "peak_rss_before_mb": before}
+            cost[count] = {"seconds_per_epoch": (time.perf_counter() - start) / 2,
+                           "child_peak_rss_mb": child_peak(count, channels, shape)}
         per_vector = cost[100_000]["seconds_per_epoch"] / 100_000
         cost["projected_1M_seconds_per_epoch"] = per_vector * 1_000_000
         report["training_cost"] = {"layer": args.cost_layer, **{str(k): v for k, v in cost.items()}}

@@ -17,7 +17,9 @@ dissection job's own two stages (`atlas.dissection.job`), each read alone here s
 each is timed; `--batch-size` photos per batch, `--workers` decoding processes (the
 runtime's, `atlas.model.runtime`). `--broden-project`
 scales the measured per-image cost of both passes to Broden (63,305 images at
-224 px). The dissection itself (the detectors per layer) is printed at the end.
+224 px). The dissection itself is printed at the end: per layer the units that pass
+IoU 0.04 on the whole set (Bau et al.'s rule), those confirmed on both halves of the
+photos (atlas's), and the dead units.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from atlas.data.concepts import open_concepts
 from atlas.data.stream import stream
 from atlas.dissection.job import dissection_job
+from atlas.store import dissection as stored_dissection
 from atlas.model.classifier import normalize, to_device
 from atlas.model.forward import activations
 from atlas.model.loading import load_model
@@ -132,11 +135,15 @@ def main() -> int:
         if result is None:
             continue
         detectors = [result.detects(u) for u in range(result.units)]
+        whole_set = sum(result.passes_whole_set(u) is not None for u in range(result.units))
+        dead = len(stored_dissection.dead_units(result))
         found = [result.names[k] for k in detectors if k is not None]
         counts = {name: found.count(name) for name in sorted(set(found), key=found.count, reverse=True)}
-        print(f"  {layer:>28}: {len(found):>4} of {result.units:>4} units detect a concept "
-              f"({len(found) / result.units:.0%}); {', '.join(f'{k} {v}' for k, v in list(counts.items())[:6])}")
-        rows[-1].setdefault("layers", {})[layer] = {"units": result.units, "detectors": len(found), "concepts": counts}
+        print(f"  {layer:>28}: {whole_set:>4} of {result.units:>4} units pass IoU 0.04 on the whole set, "
+              f"{len(found):>4} confirmed on both halves ({result.half_images[0]}/{result.half_images[1]} photos), "
+              f"{dead} dead; {', '.join(f'{k} {v}' for k, v in list(counts.items())[:6])}")
+        rows[-1].setdefault("layers", {})[layer] = {"units": result.units, "whole_set": whole_set,
+                                                    "detectors": len(found), "dead": dead, "concepts": counts}
     if args.json:
         args.json.write_text(json.dumps({"model": model.name, "device": runtime.where,
                                          "precision": precision, "rows": rows}, indent=1))

@@ -58,11 +58,23 @@
     Array.prototype.forEach.call(holder.querySelectorAll(".atlas-cell"), function (el) {
       var cell = level.cells[+el.getAttribute("data-cell")];
       el.removeAttribute("title");
-      if (cell[4].length && data.classes) el.appendChild(text("span", name(cell[4][0][0]), "atlas-label"));
+      if (cell[4].length && data.classes) {
+        el.appendChild(text("span", name(cell[4][0][0]) + " " + percent(share(cell, 0)), "atlas-label"));
+      }
     });
     built[index] = holder;
     return holder;
   }
+
+  // A class's share of the cell's attribution: its attribution over the sum of the positive
+  // attributions of the cell's listed classes (the top 20), so a label says how much of the
+  // push it carries, not only that it leads.
+  function share(cell, k) {
+    var total = cell[4].reduce(function (sum, pair) { return sum + Math.max(pair[1], 0); }, 0);
+    return total > 0 ? Math.max(cell[4][k][1], 0) / total : 0;
+  }
+
+  function percent(x) { return Math.round(x * 100) + " %"; }
 
   function levelFor(z) { return Math.max(0, Math.min(levels.length - 1, Math.floor(Math.log2(z) + 1e-9))); }
 
@@ -116,8 +128,8 @@
     if (!found) { tip.hidden = true; return; }
     tip.textContent = "";
     var list = document.createElement("ol");
-    found.cell[4].slice(0, 5).forEach(function (pair) {
-      list.appendChild(text("li", name(pair[0]) + " " + pair[1].toFixed(3)));
+    found.cell[4].slice(0, 5).forEach(function (pair, k) {
+      list.appendChild(text("li", name(pair[0]) + " " + percent(share(found.cell, k)) + " (" + pair[1].toFixed(3) + ")"));
     });
     if (data.classes && found.cell[4].length) tip.appendChild(list);
     tip.appendChild(text("div", "average of " + found.cell[2] + " activations", "muted"));

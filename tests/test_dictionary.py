@@ -182,3 +182,14 @@ def test_a_finished_seed_replaces_its_checkpoint(tmp_path):
     stored.store_trained(tmp_path, "k", 0, {"mean": np.zeros(3)}, meta={"epochs": 4})
     assert stored.load_checkpoint(tmp_path, "k", 0) is None
     assert stored.load_trained(tmp_path, "k", 0)[0] == {"epochs": 4}
+
+
+def test_the_dictionary_size_is_a_number_or_a_multiple_of_the_channels():
+    from atlas.core.errors import AtlasError
+    from atlas.dictionary.job import MULTIPLE, parse_size
+
+    assert parse_size(None) == (None, MULTIPLE)
+    assert parse_size("896") == (896, MULTIPLE) and parse_size("4x") == (None, 4) and parse_size(" 2X ") == (None, 2)
+    for bad in ("0x", "1", "x", "lots", "-3"):
+        with pytest.raises(AtlasError, match="--dictionary-size"):
+            parse_size(bad)

@@ -306,7 +306,7 @@ def test_a_corrupt_image_is_skipped_with_a_warning_and_counted(broden, planted, 
 
 # ----------------------------------------------------------------------------- through the build and the site
 
-def test_build_dissects_its_layers_and_the_site_shows_concepts(broden, tmp_path):
+def test_build_dissects_its_layers_and_the_site_shows_concepts(broden, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from atlas.cli import main
@@ -317,14 +317,25 @@ def test_build_dissects_its_layers_and_the_site_shows_concepts(broden, tmp_path)
             "--no-connections"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert "2 of 3 units detect a concept" in result.output
+    assert "2 of 3 units detect a concept" in result.output and "too few to confirm a detector" in result.output
     model = next((tmp_path / "site" / "models").iterdir())
+    # 12 photos: every page says they cannot confirm a detector, and shows what they suggest
     unit = (model / "layers" / "1" / "0.html").read_text(encoding="utf-8")
-    assert "detects <b>red square</b>" in unit or "detects <b>red</b>" in unit
+    assert "too few photos to confirm a detector (12;" in unit and "red square" in unit
+    layer = (model / "layers" / "1" / "index.html").read_text(encoding="utf-8")
+    assert "Too few photos to confirm a detector: 12 images" in layer
+    home = (model / "index.html").read_text(encoding="utf-8")
+    assert "Too few photos to confirm a detector: 12 images" in home
+    # with enough photos (the bar lowered to these 12), the confirmed findings
+    monkeypatch.setattr(stored, "MIN_IMAGES", 10)
+    assert CliRunner().invoke(main, ["render", "--cache-dir", str(tmp_path / "cache"), "--out",
+                                     str(tmp_path / "site")]).exit_code == 0
+    unit = (model / "layers" / "1" / "0.html").read_text(encoding="utf-8")
+    assert ("detects <b>red square</b>" in unit or "detects <b>red</b>" in unit) and "confirmed on both halves" in unit
     green = (model / "layers" / "1" / "2.html").read_text(encoding="utf-8")
     assert "no concept" in green
     layer = (model / "layers" / "1" / "index.html").read_text(encoding="utf-8")
-    assert "<b>2</b> of 3 units detect a concept" in layer and "blue square" in layer
+    assert "<b>2</b> of 3 units detect a concept" in layer and "blue square" in layer and "Too few" not in layer
     home = (model / "index.html").read_text(encoding="utf-8")
     assert 'id="dissection"' in home and "concepts.html" in home
     index = (model / "concepts.html").read_text(encoding="utf-8")

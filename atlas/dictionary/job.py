@@ -52,7 +52,8 @@ class DictionaryRequest:
     """What a build asks of dictionary features."""
     folder: Path
     layers: str | None = None         # names or globs; None: the activation atlas's layers
-    size: int | None = None           # features per layer; None: MULTIPLE x its channels
+    size: int | None = None           # features per layer; None: `multiple` x its channels
+    multiple: int = MULTIPLE
     k: int = DEFAULT_K                # codes per position
     kind: str = "topk"                # topk, batchtopk or archetypal (atlas.dictionary.sae)
     vectors: int | None = None        # most vectors sampled per layer; None: as the device suits
@@ -178,6 +179,18 @@ class DictionaryJob:
         return "\n".join(self.lines) or None
 
 
+def parse_size(text: str | None) -> tuple[int | None, int]:
+    """--dictionary-size: "896" (features) or "4x" (a multiple of the layer's channels) ->
+    (size, multiple); None keeps the default multiple."""
+    if text is None:
+        return None, MULTIPLE
+    value = str(text).strip().lower()
+    number = value[:-1] if value.endswith("x") else value
+    if not number.isdigit() or int(number) < (1 if value.endswith("x") else 2):
+        raise AtlasError(f"--dictionary-size must be a number of features or a multiple such as 4x, got {text!r}")
+    return (None, int(number)) if value.endswith("x") else (int(number), MULTIPLE)
+
+
 def grids(context: DatasetContext, layers: tuple[str, ...]) -> dict[str, int]:
     """Positions of each layer's map at the model's input size (one forward pass of a blank image)."""
     model, side = context.model, context.model.input_size
@@ -201,7 +214,7 @@ def job_for_build(context: DatasetContext, request: DictionaryRequest) -> Dictio
     work = []
     for layer, grid in grids(context, layers).items():
         channels = model.layer(layer).channels
-        size = request.size or MULTIPLE * channels
+        size = request.size or request.multiple * channels
         try:
             shape = DictionaryShape(channels, size, request.k, request.kind)
         except ValueError as err:

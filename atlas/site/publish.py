@@ -110,6 +110,9 @@ def publish_images(models: list["ModelView"], out: Path) -> set[Path]:
             for atlas in layer.atlases:
                 for site_path, source in atlas.patches.items():
                     jobs[out / site_path] = functools.partial(_link_or_copy, source)
+            if layer.dictionary is not None:
+                for site_path, source in layer.dictionary.crops.items():
+                    jobs[out / site_path] = functools.partial(_link_or_copy, source)
     todo = [(target, job) for target, job in jobs.items() if not target.exists()]
     for folder in {target.parent for target, _ in todo}:
         folder.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from ..core.entry import EntryMeta, number
 from ..core.text import safe_name
 from ..core.units import OBJECTIVES
 from .activation_atlas import attach as attach_atlases
+from .features import attach as attach_dictionaries
 from .dissection import attach as attach_concepts
 from .circuits import attach as attach_connections
 from .figures import curve_plot
@@ -29,7 +30,8 @@ from .views import LayerView, ModelView, PhotoView, UnitView
 def model_views(entries, cards: list[dict], *, examples: dict | None = None,
                 examples_dir: Path | None = None, photos: dict | None = None,
                 pairs: dict | None = None, dissections: dict | None = None, atlases: dict | None = None,
-                atlas_root: Path | None = None) -> list[ModelView]:
+                atlas_root: Path | None = None, dictionaries: dict | None = None,
+                dictionary_root: Path | None = None) -> list[ModelView]:
     """Group cache entries under their model card, newest render per unit, pages linked up.
 
     `examples` maps (model, fingerprint, layer) to a stored dataset-examples result
@@ -38,7 +40,8 @@ def model_views(entries, cards: list[dict], *, examples: dict | None = None,
     `pairs` holds the cached connections (`atlas.store.circuits.scan`) and
     `dissections` the merged dissection per layer (`atlas.store.dissection.scan`) and
     `atlases` the activation atlases (`atlas.store.activation_atlas.scan`), whose photo
-    patches lie under `atlas_root`.
+    patches lie under `atlas_root`; `dictionaries` the dictionary features per layer
+    (`atlas.store.dictionary.scan`), whose crops lie under `dictionary_root`.
     """
     newest: dict[tuple, tuple[cache.Entry, EntryMeta]] = {}
     for entry in entries:
@@ -76,6 +79,8 @@ def model_views(entries, cards: list[dict], *, examples: dict | None = None,
         attach_concepts(models, dissections)
     if atlases:
         attach_atlases(models, atlases, Path(atlas_root or "."))
+    if dictionaries:
+        attach_dictionaries(models, dictionaries, Path(dictionary_root or "."))
     return models
 
 

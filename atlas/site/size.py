@@ -21,7 +21,7 @@ DEFAULT_BUDGET = 1_000_000_000   # GitHub Pages: "published sites may be no larg
 class SiteSize:
     full: int = 0          # images/full: the unit pages' images
     thumbs: int = 0        # images/thumb: grid thumbnails
-    examples: int = 0      # images/examples: dataset-example crops
+    examples: int = 0      # crops of real photos: dataset examples, atlas cells, dictionary features
     pages: int = 0         # *.html
     other: int = 0         # style sheet, script, markers
     files: int = 0
@@ -53,7 +53,7 @@ def measure(out: Path) -> SiteSize:
     sums = {"full": 0, "thumbs": 0, "examples": 0, "pages": 0, "other": 0}
     files = 0
     folders = {out / "images" / "full": "full", out / "images" / "thumb": "thumbs",
-               out / "images" / "examples": "examples"}
+               **{out / "images" / name: "examples" for name in ("examples", "atlas", "dictionary")}}
     for folder, dirs, names in os.walk(out):
         dirs[:] = [d for d in dirs if d != ".git"]
         here = Path(folder)

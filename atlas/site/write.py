@@ -19,6 +19,9 @@ or a GitHub Pages project sub-path)::
     models/<slug>/layers/<layer>/index.html   layer page (grid of its units)
     models/<slug>/layers/<layer>/<n>.html     unit page
     models/<slug>/layers/<layer>/direction-<n>.html   a random direction's page
+    models/<slug>/layers/<layer>/features.html        the layer's dictionary features (index)
+    models/<slug>/layers/<layer>/feature-<n>.html     a dictionary feature's page
+    images/dictionary/<sha>.jpg               crops of the photos that excite a feature most
     models/<slug>/photos/<digest>.html        a photo and every layer's caricature of it
 """
 
@@ -31,6 +34,7 @@ from urllib.parse import quote
 from ..store import cache
 from ..core.errors import AtlasError
 from ..store import activation_atlas as stored_atlas, circuits as stored_circuits, dissection as stored_dissection
+from ..store import dictionary as stored_dictionary
 from ..store import examples as stored_examples, photos as stored_photos
 from .dissection import concept_index, summary as concept_summary
 from .folder import claim, remove_stale, write_if_changed
@@ -52,7 +56,9 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
                          examples_dir=Path(cache_root) / stored_examples.FOLDER,
                          photos=stored_photos.scan(cache_root), pairs=stored_circuits.scan(cache_root),
                          dissections=stored_dissection.scan(cache_root), atlases=stored_atlas.scan(cache_root),
-                         atlas_root=Path(cache_root) / stored_atlas.FOLDER)
+                         atlas_root=Path(cache_root) / stored_atlas.FOLDER,
+                         dictionaries=stored_dictionary.scan(cache_root),
+                         dictionary_root=Path(cache_root) / stored_dictionary.FOLDER)
     env = template_env()
     written: set[Path] = set()
 
@@ -79,6 +85,11 @@ def write_site(cache_root: Path, out_dir: Path) -> Path:
             page("layer.html", layer.path, model=model, layer=layer)
             for atlas in layer.atlases:
                 page("atlas.html", atlas.path, model=model, layer=layer, atlas=atlas)
+            if layer.dictionary is not None:
+                page("features.html", layer.dictionary.path, model=model, layer=layer, dictionary=layer.dictionary)
+                for feature in layer.dictionary.features:
+                    page("feature.html", feature.path, model=model, layer=layer, dictionary=layer.dictionary,
+                         feature=feature)
             for unit in layer.units + layer.directions:
                 page("unit.html", unit.path, model=model, layer=layer, unit=unit)
         for photo in model.photos:
