@@ -18,7 +18,7 @@ from ..core.entry import EntryMeta, number
 from ..core.text import safe_name
 from ..core.units import OBJECTIVES
 from .activation_atlas import attach as attach_atlases
-from .features import attach as attach_dictionaries
+from .dictionary import attach as attach_dictionaries
 from .dissection import attach as attach_concepts
 from .circuits import attach as attach_connections
 from .figures import curve_plot
@@ -79,8 +79,8 @@ def model_views(entries, cards: list[dict], *, examples: dict | None = None,
         attach_concepts(models, dissections)
     if atlases:
         attach_atlases(models, atlases, Path(atlas_root or "."))
-    if dictionaries:
-        attach_dictionaries(models, dictionaries, Path(dictionary_root or "."))
+    # Always: with no record left, a layer's cached feature pictures are on no page and publish nothing.
+    attach_dictionaries(models, dictionaries or {}, Path(dictionary_root or "."))
     return models
 
 

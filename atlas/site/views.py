@@ -99,7 +99,7 @@ class LayerView:
     icons: dict = field(default_factory=dict)               # activation-atlas icons by cache key
     atlases: list = field(default_factory=list)             # atlas.AtlasView: this layer's activation atlases
     feature_pictures: dict = field(default_factory=dict)    # dictionary features' pictures by cache key
-    dictionary: object = None    # features.DictionaryView: this layer's dictionary features
+    dictionary: object = None    # dictionary.DictionaryView: this layer's dictionary features
     connections_note: str = ""   # why this layer has no connections, when it has none
 
     @property

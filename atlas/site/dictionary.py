@@ -1,0 +1,196 @@
+"""Dictionary features on pages: a layer's feature index and one page per live feature.
+
+The build stores one record per layer (`atlas.store.dictionary.LayerDictionary`): the
+dictionary's quality on held-out photos and, per feature, how often it fires, the cache
+key of its picture (only the most frequent are pictured), its top photos and its
+strongest channels. This module joins the pictures (placed in `layer.feature_pictures`
+by `read.PLACE`, as activation-atlas icons go into `layer.icons`) and names the photo
+crops the site publishes under images/dictionary/; a channel's page lists the features
+whose strongest channels include it, through `DictionaryView.of_channel`.
+
+Dead features (they never fired on the held-out photos) get no page: the index counts them.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..core.entry import number
+from ..store.dictionary import Feature, LayerDictionary
+
+if TYPE_CHECKING:
+    from .renders import Render
+    from .views import LayerView, ModelView
+
+CROP_DIR = "images/dictionary"
+
+
+@dataclass
+class FeatureExample:
+    file: str                        # the photo, as the dataset names it
+    value: float                     # the feature's code there (max over the photo's positions)
+    image: str                       # site path of the crop
+
+
+@dataclass
+class FeatureView:
+    dictionary: "DictionaryView"
+    record: Feature
+    picture: "Render | None"         # its rendered picture, when it was pictured
+    examples: list[FeatureExample]
+    channels: list[tuple[int, float]]   # its strongest channels, signed weight, strongest first
+    prev: "FeatureView | None" = None    # neighbours by index, for the page's pager
+    next: "FeatureView | None" = None
+
+    @property
+    def index(self) -> int:
+        return self.record.index
+
+    @property
+    def frequency(self) -> float:
+        return float(self.record.frequency)
+
+    @property
+    def path(self) -> str:
+        return f"{self.dictionary.layer.dir}/feature-{self.index}.html"
+
+    @property
+    def label(self) -> str:
+        return f"{self.dictionary.layer.name} feature {self.index}"
+
+    @property
+    def pictured(self) -> bool:
+        return self.picture is not None and self.picture.ok
+
+    @property
+    def thumb(self) -> str | None:
+        """The grid's image: the picture's thumbnail, else the crop of its top photo."""
+        if self.pictured and self.picture.thumb:
+            return self.picture.thumb
+        return self.examples[0].image if self.examples else None
+
+    @property
+    def channel_links(self) -> list[tuple[int, float, object]]:
+        """(channel, weight, that channel's unit page or None where it was not rendered)."""
+        layer = self.dictionary.layer
+        return [(channel, weight, layer.page_of(channel)) for channel, weight in self.channels]
+
+
+@dataclass
+class DictionaryView:
+    layer: "LayerView"
+    record: LayerDictionary
+    features: list[FeatureView] = field(default_factory=list)     # the live ones, by index
+    crops: dict[str, Path] = field(default_factory=dict)          # site path -> cache file, to publish
+
+    @property
+    def path(self) -> str:
+        return f"{self.layer.dir}/features.html"
+
+    @property
+    def shape(self) -> dict:
+        return self.record.shape
+
+    @property
+    def quality(self) -> dict:
+        return self.record.quality
+
+    @property
+    def by_frequency(self) -> list[FeatureView]:
+        """The index's default order: what fires most is what a reader meets most in photos."""
+        return sorted(self.features, key=lambda f: (-f.frequency, f.index))
+
+    @property
+    def dead(self) -> int:
+        return len(self.record.features) - len(self.features)
+
+    @property
+    def pictured(self) -> int:
+        return sum(f.pictured for f in self.features)
+
+    @property
+    def dataset(self) -> str:
+        """The photo folder's last name: the full path is the builder's machine, not the reader's."""
+        folder = self.record.dataset.replace("\\", "/").rstrip("/")
+        return posixpath.basename(folder) or self.record.dataset
+
+    def of_channel(self, channel: int) -> list[tuple[FeatureView, float]]:
+        """Every feature whose strongest channels include `channel`, with its weight there,
+        largest weight (either sign) first."""
+        found = [(f, weight) for f in self.features for c, weight in f.channels if c == channel]
+        return sorted(found, key=lambda item: (-abs(item[1]), item[0].index))
+
+
+def attach(models: list["ModelView"], records: dict, root: Path) -> None:
+    """Give every layer its dictionary, from `atlas.store.dictionary.scan`'s records, whose
+    crops lie under `root` (the cache's dictionary folder)."""
+    for model in models:
+        for layer in model.layers:
+            record = records.get((model.name, model.fingerprint, layer.name))
+            if record is not None:
+                layer.dictionary = _view(layer, record, Path(root))
+            _unpublish_orphans(layer)
+
+
+def _view(layer: "LayerView", record: LayerDictionary, root: Path) -> DictionaryView:
+    view = DictionaryView(layer, record)
+    skipped = 0
+    for feature in sorted(record.features, key=lambda f: f.index):
+        if (number(feature.frequency) or 0) <= 0:   # dead (or unreadable): nothing to show on a page
+            continue
+        examples = [_example(item, root, view.crops) for item in feature.examples or []]
+        skipped += examples.count(None)
+        picture = layer.feature_pictures.get(feature.picture) if feature.picture else None
+        view.features.append(FeatureView(view, feature, picture, [e for e in examples if e],
+                                         _channels(feature.channels)))
+    if skipped:
+        warnings.warn(f"dictionary of {layer.name}: {skipped} feature crops missing or malformed; "
+                      "the site leaves them out", stacklevel=3)
+    for before, after in zip(view.features, view.features[1:]):
+        before.next, after.prev = after, before
+    return view
+
+
+def _example(item, root: Path, crops: dict[str, Path]) -> FeatureExample | None:
+    """One stored example, its crop noted for publishing; None when the record is malformed
+    or the crop is missing or outside the cache: copying it would fail the whole site."""
+    if not isinstance(item, dict) or not isinstance(item.get("crop"), str) or number(item.get("value")) is None:
+        return None
+    # Crops are named by content (`store_by_content`), so the name is the site name too:
+    # equal crops of two features publish once.
+    site_path = f"{CROP_DIR}/{posixpath.basename(item['crop'])}"
+    if site_path not in crops:
+        source = root / item["crop"]
+        try:
+            sound = source.resolve().is_relative_to(root.resolve()) and source.is_file()
+        except OSError:
+            sound = False
+        if not sound:
+            return None
+        crops[site_path] = source
+    return FeatureExample(str(item.get("file", "")), number(item["value"]), site_path)
+
+
+def _channels(pairs) -> list[tuple[int, float]]:
+    """The record's [[channel, weight], ...], with any malformed pair left out."""
+    found = []
+    for pair in pairs or []:
+        try:
+            channel, weight = pair
+            found.append((int(channel), float(weight)))
+        except (TypeError, ValueError):
+            continue
+    return found
+
+
+def _unpublish_orphans(layer: "LayerView") -> None:
+    """Pictures no shown feature names (a dictionary learned again, its old pictures still
+    cached) are on no page: publish none of their images."""
+    shown = {f.picture.key for f in layer.dictionary.features if f.picture} if layer.dictionary else set()
+    for key, render in layer.feature_pictures.items():
+        if key not in shown:
+            render.images, render.thumb = [], None
