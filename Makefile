@@ -58,7 +58,7 @@ demo: $(STAMP) $(DEMO_PHOTOS) $(DEMO_COLOURS)
 	$(VENV)/bin/atlas build efficientnet_lite0 --preset quick --channels 2 --layers '$(DEMO_LAYERS)' \
 	  --caricatures $(DEMO_PHOTOS) --caricature-photos 1 --caricature-steps 48 --dissect $(DEMO_COLOURS) \
 	  --examples $(DEMO_COLOURS) \
-	  --activation-atlas $(DEMO_COLOURS) --atlas-layers $(DEMO_DATASET_LAYER) --atlas-positions 16 --atlas-icon-steps 48 \
+	  --activation-atlas $(DEMO_COLOURS) --atlas-layers $(DEMO_DATASET_LAYER) --atlas-positions 16 --atlas-icon-steps 48 --atlas-layout pca \
 	  --features $(DEMO_COLOURS) --feature-layers $(DEMO_DATASET_LAYER) --dictionary-size 128 --dictionary-k 8 \
 	  --feature-pictures 8 \
 	  --cache-dir $(DEMO_CACHE) --out site
