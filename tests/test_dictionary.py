@@ -193,3 +193,41 @@ def test_the_dictionary_size_is_a_number_or_a_multiple_of_the_channels():
     for bad in ("0x", "1", "x", "lots", "-3"):
         with pytest.raises(AtlasError, match="--dictionary-size"):
             parse_size(bad)
+
+
+def test_shards_collect_their_share_and_the_dictionary_waits_for_all_of_them(tmp_path):
+    """--shard K/N: each shard stores the vectors of its photos; the one that finds another
+    shard's part missing says so and trains nothing; once every part is in, the merged
+    vectors are the whole folder's, and the dictionary is learned once."""
+    import contextlib
+
+    from atlas.core.settings import Settings
+    from atlas.data import passes
+    from atlas.data.passes import DatasetContext
+    from atlas.dictionary.job import DictionaryRequest, job_for_build
+    from atlas.model.loading import load_model
+    from atlas.model.runtime import resolve_runtime
+    from tinynet import shown_at
+
+    model = shown_at(load_model(NAMED, "random"), 32)
+    runtime = resolve_runtime("cpu", "fp32", photos_per_batch=8, workers=0)
+    photos = photo_folder(tmp_path / "photos", 20)
+    request = DictionaryRequest(photos, layers="features.5", size=16, k=2, epochs=2, seeds=1, pictures=1)
+    quiet = dict(say=lambda text: None, progress=lambda count, label: contextlib.nullcontext(lambda n: None))
+
+    def run(shard):
+        context = DatasetContext(model, runtime, tmp_path / "cache", Settings(size=32, steps=2, precision="fp32"),
+                                 ("features.5",), shard=shard, **quiet)
+        job = job_for_build(context, request)
+        passes.run([job], model, runtime, **quiet)
+        return job
+
+    first = run((1, 2))
+    assert first.waiting == ["features.5"] and "wait for the other shards" in first.summary()
+    assert not stored.scan(tmp_path / "cache")
+    second = run((2, 2))
+    record = next(iter(stored.scan(tmp_path / "cache").values()))
+    key = second.work[0].vectors_key
+    parts = [stored.load_part(tmp_path / "cache", key, (k, 2))[1]["images"] for k in (1, 2)]
+    assert set(parts[0]) == set(range(0, 20, 2)) and set(parts[1]) == set(range(1, 20, 2))
+    assert record.images == 20 and record.train_vectors == 18 * 16 * 16   # 2 of 20 photos held out

@@ -97,6 +97,11 @@ def test_a_pictured_feature_page_shows_its_picture_photos_and_channels(built):
         assert f"{linked} <span" in html and f"{weight:+.3f}" in html
     assert f"{feature.frequency * 100:.2f} % of held-out positions" in html
     assert 'href="features.html"' in html
+    # the model's top classes on the picture, named, as on a channel's page
+    from tinynet import NAMED_CLASSES
+    assert "What the model calls its picture" in html
+    labels = html[html.index('class="top-labels"'):html.index("</ol>", html.index('class="top-labels"'))]
+    assert labels.count("<li>") >= 1 and any(name in labels for name in NAMED_CLASSES)
 
 
 def test_feature_pages_link_their_neighbours_by_index(built):

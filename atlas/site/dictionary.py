@@ -74,6 +74,11 @@ class FeatureView:
         return self.examples[0].image if self.examples else None
 
     @property
+    def labels(self) -> list[dict]:
+        """The model's top classes on its picture, with names and class pages where rendered."""
+        return self.dictionary.layer.model.labels_of(self.picture) if self.pictured else []
+
+    @property
     def channel_links(self) -> list[tuple[int, float, object]]:
         """(channel, weight, that channel's unit page or None where it was not rendered)."""
         layer = self.dictionary.layer

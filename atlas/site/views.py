@@ -53,9 +53,7 @@ class UnitView:
     @property
     def labels(self) -> list[dict]:
         """The model's top classes for the main image, with names and class pages where rendered."""
-        model = self.layer.model
-        return [{"index": i, "probability": p, "name": model.class_name(i), "unit": model.class_unit(i)}
-                for i, p in self.main.labels]
+        return self.layer.model.labels_of(self.main)
 
     @property
     def concepts(self):
@@ -171,6 +169,11 @@ class ModelView:
     def class_unit(self, index: int) -> "UnitView | None":
         output = self.output
         return next((u for u in output.units if u.index == index), None) if output else None
+
+    def labels_of(self, render: Render) -> list[dict]:
+        """The model's top classes on a render's image, with names and class pages where rendered."""
+        return [{"index": i, "probability": p, "name": self.class_name(i), "unit": self.class_unit(i)}
+                for i, p in render.labels]
 
     @property
     def path(self) -> str:
