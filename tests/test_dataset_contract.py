@@ -76,3 +76,37 @@ def test_every_dataset_feature_runs_on_every_family(name, side, layer, tmp_path)
     learned = [r for (m, _, l), r in stored_dictionary.scan(root).items() if l == layer]
     assert learned and len(learned[0].features) == 16 and np.isfinite(learned[0].quality["r2"])
     assert sum(f.picture is not None for f in learned[0].features) >= 1
+
+
+def _cli(tmp_path, *more):
+    from click.testing import CliRunner
+
+    from atlas.cli import main
+    from test_activation_atlas import NAMED
+
+    return CliRunner().invoke(main, ["build", NAMED, "--weights", "random", "--layers", "features.5", "--channels", "1",
+                                     "--classes", "none", "--size", "32", "--steps", "2", "--precision", "fp32",
+                                     "--workers", "0", "--cache-dir", str(tmp_path / "cache"),
+                                     "--out", str(tmp_path / "site"), "--no-connections", *more])
+
+
+@pytest.mark.parametrize("option, extra, message", [
+    ("--examples", (), "--examples"),
+    ("--dissect", (), "--dissect"),
+    ("--activation-atlas", (), "--activation-atlas"),
+    ("--caricatures", (), "--caricatures"),
+    ("--features", (), "--features"),
+    ("--activation-atlas", ("--atlas-layers", "nope"), "nope"),
+    ("--activation-atlas", ("--atlas-class", "5000"), "--atlas-class 5000"),
+    ("--features", ("--feature-layers", "nope"), "nope"),
+    ("--features", ("--dictionary-size", "lots"), "--dictionary-size"),
+])
+def test_bad_dataset_input_fails_in_one_line_before_any_unit_renders(option, extra, message, tmp_path):
+    """A missing folder or a bad dataset option costs the user no render: one line naming it,
+    a non-zero exit, nothing in the cache."""
+    folder = tmp_path / "missing" if not extra else photo_folder(tmp_path / "photos", 3)
+    result = _cli(tmp_path, option, str(folder), *extra)
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert "rendered" not in result.output and not list((tmp_path / "cache").glob("entries/*/*"))

@@ -3,7 +3,6 @@ equal to an unbroken one, seeded sampling and held-out split, and the build end 
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest

@@ -20,7 +20,6 @@ import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..activation_atlas.job import atlas_layers
@@ -98,7 +97,7 @@ class DictionaryJob:
 
     def _collect(self) -> list[Ride]:
         root, shard = self.context.root, self.context.shard
-        wanted = [w for w in self._todo() if not self._trained(w) and stored.load_part(root, w.vectors_key, shard) is None]
+        wanted = [w for w in self._todo() if stored.load_part(root, w.vectors_key, shard) is None]
         if not wanted:
             return []
         sampler = VectorSampler({w.layer: w.positions for w in wanted}, seed=self.context.settings.seed + SEED_OFFSET,
@@ -110,10 +109,6 @@ class DictionaryJob:
                                   meta={"images": report.images, "skipped": len(report.skipped)})
         return [Ride("dictionary vectors", self.source, sampler, store, None if shard == (1, 1) else shard)]
 
-    def _trained(self, w: LayerWork) -> bool:
-        return all(stored.load_trained(self.context.root, w.trained_key, w.training.seed + s) is not None
-                   for s in range(self.request.seeds))
-
     def _learn(self) -> list[Ride]:
         """The lead learns every layer whose vectors are all in, then asks for the read that
         finds its features' examples."""
@@ -121,13 +116,14 @@ class DictionaryJob:
             return []
         for w in self._todo():
             merged = stored.merged_parts(self.context.root, w.vectors_key, self.context.shard[1])
-            if merged is None and not self._trained(w):
+            if merged is None:
                 self.waiting.append(w.layer)
                 continue
-            meta, arrays = merged or ({}, {})
-            vectors = arrays.get("vectors", np.zeros((0, w.shape.channels), np.float16))
-            images = arrays.get("images", np.zeros(0, np.int32))
-            self.learned[w.layer] = learn(vectors, images, w.shape, w.training, layer=w.layer,
+            meta, arrays = merged
+            if not arrays:
+                raise AtlasError(f"--features {self.source.root}: no readable photo gave {w.layer} a vector")
+            # The held-out split and the measures need the vectors even when every seed is stored.
+            self.learned[w.layer] = learn(arrays["vectors"], arrays["images"], w.shape, w.training, layer=w.layer,
                                           holdout=self.request.holdout, seeds=self.request.seeds,
                                           device=self.context.runtime.device, root=self.context.root,
                                           key=w.trained_key, progress=self.context.progress or silent)
@@ -170,13 +166,14 @@ class DictionaryJob:
             + f"; {plural(len(units), 'picture')} (rendered {summary.rendered}, from cache {summary.cached})")
 
     def summary(self) -> str | None:
+        lines = list(self.lines)
         if self.waiting:
             k, n = self.context.shard
-            self.lines.append(f"dictionary features: shard {k}/{n} stored its vectors; {len(self.waiting)} layers wait "
-                              "for the other shards: run the same command again once every shard has finished")
-        if not self.lines and self.context.lead and self.work:
-            self.lines.append(f"dictionary features of {plural(len(self.work), 'layer')}: from cache")
-        return "\n".join(self.lines) or None
+            lines.append(f"dictionary features: shard {k}/{n} stored its vectors; {len(self.waiting)} layers wait "
+                         "for the other shards: run the same command again once every shard has finished")
+        if not lines and self.context.lead and self.work:
+            lines.append(f"dictionary features of {plural(len(self.work), 'layer')}: from cache")
+        return "\n".join(lines) or None
 
 
 def parse_size(text: str | None) -> tuple[int | None, int]:
