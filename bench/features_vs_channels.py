@@ -11,8 +11,8 @@ by mean (`atlas.dictionary.features.PhotoCodes`), and the judge's embedding of e
 photo (MobileNetV1 0.75 at 192 px, another family than the subject, penultimate
 features centred on the photos' mean; ../shared/judges, `pip install tflite`).
 
-Per unit (every channel; every feature of each seed that fires on at least --min-photos
-photos), with atlas.two_photo:
+Per unit (every channel but dead ones, whose photos all score alike; every feature of each
+seed that fires on at least --min-photos photos), with atlas.two_photo:
   2afc         the two-photo test with the 9 exemplar photos as reference: which of a
                strong (ranks 10-29) and a weak (the 20 lowest) photo excites the unit
                (chance 0.5)
@@ -96,12 +96,14 @@ def main() -> None:
                                 {"logits": view.logits.mean(0), "penultimate": view.penultimate.mean(0)})["penultimate"]
     report = {"model": made["model"], "photos": len(source), "min_photos": args.min_photos, "layers": {}}
     for layer in layers:
-        row = {"channels": summary(unit_scores(means.means[layer], embedding))}
+        channels = means.means[layer]
+        alive = protocol.live_units(channels)
+        row = {"channels": summary(unit_scores(channels[:, alive], embedding)), "dead_channels": int((~alive).sum())}
         for pooling in ("max", "mean"):
             per_seed = []
             for seed, consumer in codes.items():
                 values = consumer.pooled[layer][pooling]
-                live = (values > 0).sum(0) >= args.min_photos
+                live = ((values > 0).sum(0) >= args.min_photos) & protocol.live_units(values)
                 per_seed.append(summary(unit_scores(values[:, live], embedding)))
             row[f"features_{pooling}"] = {
                 name: protocol.spread([s[name] for s in per_seed]) for name in ("2afc", "coherence", "ms", "units")}

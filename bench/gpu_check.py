@@ -18,10 +18,12 @@ torchvision, jinja2, click, joblib, pillow and pytest (PYTHONPATH=. is enough):
   4. network dissection: both passes' images/s against the forward floor, projected
      to the full Broden (63,305 images) for all 13 conv layers of VGG16;
   5. an activation atlas of one VGG16 layer: sampling, layout, icons, page bytes;
-  6. everything measured into OUT/gpu-check.md (to paste into BENCHMARKS.md)
+  6. a dictionary of VGG16's `features.28` (512 -> 4,096 features, k = 32) trained on
+     1,000,000 vectors: seconds per epoch, peak memory, the build's 20 epochs of two seeds;
+  7. everything measured into OUT/gpu-check.md (to paste into BENCHMARKS.md)
      and OUT/gpu-check.json, with each step's log beside them.
 
-Photos for steps 4 and 5: GPU_CHECK_PHOTOS (a folder; by default .gpu-data/photos
+Photos for steps 4 to 6: GPU_CHECK_PHOTOS (a folder; by default .gpu-data/photos
 when it exists, else synthetic ones, which measure speed but mean nothing).
 
     PYTHONPATH=. python3 bench/gpu_check.py --out gpu-check-out
@@ -55,6 +57,7 @@ PROFILES = {
                        "--limit", "1000"],
         "atlas": ["--model", "vgg16", "--weights", "random", "--layers", "features.28", "--positions", "100",
                   "--layout", "umap", "--icon-steps", "256", "--batch-size", "64", "--levels", "20,40,80"],
+        "dictionary": ["--model", "vgg16", "--weights", "random", "--layer", "features.28", "--vectors", "1000000"],
     },
     "cpu": {
         "build": ["tests.tinynet:tiny_vgg", "--weights", "random", "--layers", "features.0,features.5",
@@ -66,6 +69,8 @@ PROFILES = {
         "atlas": ["--model", "tests.tinynet:tiny_vgg_named", "--weights", "random", "--layers", "features.5",
                   "--positions", "8", "--layout", "pca", "--icon-steps", "4", "--unit-steps", "4", "--batch-size", "8",
                   "--workers", "0"],
+        "dictionary": ["--model", "tests.tinynet:tiny_vgg", "--weights", "random", "--layer", "features.5",
+                       "--vectors", "20000", "--epochs", "1", "--workers", "0"],
     },
 }
 
@@ -75,7 +80,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("gpu-check-out"))
     parser.add_argument("--work", type=Path, help="where the build's cache and site go (default: OUT/work)")
     parser.add_argument("--skip", action="append", default=[],
-                        choices=["tests", "build", "throughput-before", "throughput", "dissection", "atlas"])
+                        choices=["tests", "build", "throughput-before", "throughput", "dissection", "atlas",
+                                 "dictionary"])
     parser.add_argument("--class-steps", type=int, help="class units' steps in the projection (default: the full preset's)")
     args = parser.parse_args()
 
@@ -139,7 +145,8 @@ def main() -> int:
 
     work = (args.work or out / "work").resolve()
     photos = _photos(work)
-    for name, script in (("dissection", "bench/dissection.py"), ("atlas", "bench/atlas_cost.py")):
+    for name, script in (("dissection", "bench/dissection.py"), ("atlas", "bench/atlas_cost.py"),
+                         ("dictionary", "bench/dictionary_cost.py")):
         if name in args.skip:
             continue
         extra = ["--photos", str(photos)] + (["--site", str(work / "atlas-site"), "--cache", str(work / "atlas-cache")]
@@ -311,7 +318,8 @@ def markdown(report: dict) -> str:
         if before.get("projected_minutes") and after.get("projected_minutes"):
             lines += [f"Speed-up of the projected full atlas: {before['projected_minutes']:.1f} -> "
                       f"{after['projected_minutes']:.1f} min ({before['projected_minutes'] / after['projected_minutes']:.2f}x)", ""]
-    for name, title in (("dissection", "4. Network dissection"), ("atlas", "5. Activation atlas")):
+    for name, title in (("dissection", "4. Network dissection"), ("atlas", "5. Activation atlas"),
+                        ("dictionary", "6. Dictionary of one layer")):
         if name in steps:
             lines += [f"## {title} ({steps[name]['seconds']:.0f} s, exit {steps[name]['returncode']})", "", "```",
                       *steps[name].get("summary", []), "```", ""]

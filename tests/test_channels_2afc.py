@@ -225,3 +225,10 @@ def test_the_consumers_fill_one_row_per_photo_and_leave_unread_photos_out():
     judge.update(batch)
     assert seen == [(2, 3, 8, 8)] and judge.logits.shape == (5, 4) and judge.penultimate.shape == (5, 6)
     assert judge.read().tolist() == [True, False, False, True, False]
+
+
+def test_a_unit_whose_photos_all_score_alike_is_dead_and_left_out():
+    from atlas.two_photo.protocol import live_units
+
+    values = np.array([[0.0, 1.0, 2e-7, np.nan], [0.0, 3.0, 0.0, 1.0], [0.0, 2.0, 1e-7, 5.0]])
+    assert list(live_units(values)) == [False, True, False, True]

@@ -57,6 +57,8 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     atlas = steps["atlas"]["measured"]
     assert atlas["sampling"]["samples_per_layer"] == 64 * 8 and atlas["atlases"][0]["icons"] > 0
     assert atlas["site"]["pages"], "no atlas page was written"
+    dictionary = steps["dictionary"]["measured"]
+    assert dictionary["vectors"] == 20000 and dictionary["features"] == 8 * 16 and dictionary["seconds_per_epoch"] > 0
 
     text = (out / "gpu-check.md").read_text()
     assert "- skipped: tests/test_accelerator.py" in text

@@ -55,6 +55,17 @@ def split_ranking(values: np.ndarray) -> Split:
     return Split(order[:EXEMPLARS], order[STRONG[0]:STRONG[1]], order[::-1][:WEAK])
 
 
+DEAD_BAND = 1e-6   # a unit whose every photo's value lies within this of the others is dead
+
+
+def live_units(values: np.ndarray, band: float = DEAD_BAND) -> np.ndarray:
+    """[U] which columns of `values` [N photos, U units] are alive: a dead unit's photos all
+    score alike, so its ranking is the folder's order, and it would count in a benchmark as
+    a unit whose picture predicts nothing (issue 35: dead units stay out of the averages)."""
+    values = np.asarray(values, dtype=np.float64)
+    return (np.nanmax(values, 0) - np.nanmin(values, 0)) > band
+
+
 def unit_rows(x: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
     """Rows centred on `center` (when given) and scaled to unit length, so a dot product is
     a cosine similarity; zero rows stay zero (similar to nothing) rather than NaN."""
