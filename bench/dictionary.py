@@ -163,7 +163,8 @@ def main() -> None:
     for layer, r in report["layers"].items():
         curve = ", ".join(f"{n}: {v:.3f}" for n, v in r["by_photos"].items())
         print(f"| `{layer}` | {r['channels']} | {r['size']} | {r['k']} | {r['vectors']:,} | {r['r2']:.3f} | "
-              f"{r['l0']:.1f} | {r['dead']:.1%} | {r['stability']:.3f} | {curve} |")
+              f"{r['l0']:.1f} | {r['dead']:.1%} | "
+              f"{'one seed' if r['stability'] is None else format(r['stability'], '.3f')} | {curve} |")
 
 
 if __name__ == "__main__":
