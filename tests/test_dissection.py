@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
