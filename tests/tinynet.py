@@ -48,3 +48,15 @@ def shown_at(model, side: int):
     spec = model.spec
     return dataclasses.replace(model, spec=dataclasses.replace(
         spec, crop_size=side, resize_size=round(side * spec.resize_size / spec.crop_size)))
+
+
+def tiny_vgg_dead():
+    """TinyVGG whose `features.2` channel 3 has zero weights and bias: a dead unit, as
+    pruned or collapsed channels are in real models (Lite0's `_conv_stem` unit 11)."""
+    import torch
+
+    model = TinyVGG()
+    with torch.no_grad():
+        model.features[2].weight[3].zero_()
+        model.features[2].bias[3].zero_()
+    return model

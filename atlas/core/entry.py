@@ -17,6 +17,12 @@ from typing import Any, Mapping
 
 from .units import Unit
 
+# A render whose objective never leaves this band (relative to its size, at least 1) from its
+# random start to its last step moved nothing: no image the optimizer found, noise included,
+# changes the unit, so its picture shows nothing (issue 35: a dead unit). A live unit's
+# objective moves by orders of magnitude more within a few steps.
+FLAT_BAND = 1e-4
+
 
 @dataclass(frozen=True)
 class EntryMeta:
@@ -42,6 +48,11 @@ class EntryMeta:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def flat(self) -> bool:
+        """Whether the objective stayed in FLAT_BAND over the whole render (the unit is dead)."""
+        return is_flat(self.curve)
 
     @property
     def size(self) -> int | None:
@@ -93,6 +104,14 @@ class EntryMeta:
             seconds=number(data.get("seconds")) or 0.0,
             device=str(data.get("device") or ""), created=str(data.get("created") or ""),
         )
+
+
+def is_flat(curve) -> bool:
+    """Whether a curve of at least two finite points never leaves FLAT_BAND."""
+    values = [v for v in curve if math.isfinite(v)]
+    if len(values) < 2:
+        return False
+    return max(values) - min(values) <= FLAT_BAND * max(1.0, max(abs(v) for v in values))
 
 
 def number(value) -> float | None:

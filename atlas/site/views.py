@@ -62,6 +62,17 @@ class UnitView:
         return found.unit(self.index) if found is not None and not self.prefix else None
 
     @property
+    def dead(self) -> str:
+        """Why this unit is dead, "" when it is not (issue 35). "photos": its dissection found
+        every value on the photos in a tiny band. "render": no dissection covers it, and its
+        objective never left FLAT_BAND from the random start through every step. Photos
+        decide where there are some: a unit the optimizer cannot move may still fire on them."""
+        concepts = self.concepts
+        if concepts is not None:
+            return "photos" if concepts.finding.dead else ""
+        return "render" if self.main.ok and self.main.meta.flat else ""
+
+    @property
     def examples(self) -> list[ExampleView]:
         found = self.layer.examples
         return found.channels[self.index] if found and self.index < len(found.channels) else []
@@ -115,6 +126,11 @@ class LayerView:
     @property
     def ok_units(self) -> list[UnitView]:
         return [u for u in self.units if u.main.ok]
+
+    @property
+    def dead_units(self) -> list[UnitView]:
+        """The rendered units found dead, by their photos or by their render."""
+        return [u for u in self.units if u.dead]
 
     @property
     def rendered(self) -> bool:
