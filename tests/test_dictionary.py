@@ -116,6 +116,42 @@ def test_sampling_is_seeded_per_photo_and_the_held_out_photos_are_a_share_of_the
     assert collect.per_photo(10, 64, 1000) is None and collect.per_photo(100, 64, 1000) == 16
 
 
+def test_a_features_coherence_is_how_alike_its_top_photos_look():
+    from atlas.dictionary.features import coherences
+
+    embedded = np.array([[1, 0, 0], [1, 0.1, 0], [0.9, 0, 0.1], [0, 1, 0], [0, 0, 1], [np.nan] * 3], np.float32)
+    values = torch.tensor([[3.0, 2.0, 1.0], [3.0, 2.0, 1.0], [2.0, 0.0, 0.0], [2.0, 1.0, 1.0]])
+    ids = torch.tensor([[0, 1, 2], [0, 3, 4], [0, 3, 4], [5, 3, 3]])
+    found = coherences((values, ids, None), embedded)
+    assert found[0] > 0.98                        # three photos of one look
+    assert abs(found[1]) < 1e-6                   # three photos at right angles: nothing shared
+    assert np.isnan(found[2])                     # fires on one photo only: no pair
+    assert found[3] == pytest.approx(1.0)         # the unread photo (NaN) is left out
+
+
+def test_a_photos_embedding_is_a_seeded_projection_of_its_output_centred_on_every_photos_mean():
+    from atlas.dictionary.features import PhotoEmbedding
+    from atlas.data.stream import Batch
+
+    torch.manual_seed(0)
+    logits = torch.randn(40, 1000)
+    logits[1] = logits[0] * 2                     # the same look, twice as strong
+    embedding = PhotoEmbedding("out", 1000, 41, torch.device("cpu"), seed=5)
+    embedding.update(Batch(torch.arange(40), torch.zeros(40, 3, 2, 2), {"out": logits}, torch.zeros(1)))
+    assert embedding.vectors.shape == (41, PhotoEmbedding.DIMS) and np.isnan(embedding.vectors[40]).all()
+    a, b = embedding.vectors[0], embedding.vectors[1]
+    assert a @ b / np.linalg.norm(a) / np.linalg.norm(b) == pytest.approx(1.0, abs=1e-5)
+    cos = lambda u, v: float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))
+    truth = [cos(logits[i].numpy(), logits[j].numpy()) for i, j in ((2, 3), (4, 5), (6, 7))]
+    projected = [cos(embedding.vectors[i], embedding.vectors[j]) for i, j in ((2, 3), (4, 5), (6, 7))]
+    assert np.allclose(truth, projected, atol=0.35)
+    centred = embedding.centred()
+    assert np.allclose(centred[:40].mean(0), 0, atol=1e-4) and np.isnan(centred[40]).all()
+    small = PhotoEmbedding("out", 10, 2, torch.device("cpu"))
+    small.update(Batch(torch.arange(2), torch.zeros(2, 3, 2, 2), {"out": logits[:2, :10]}, torch.zeros(1)))
+    assert np.array_equal(small.vectors, logits[:2, :10].numpy())    # few classes: kept as they are
+
+
 # ----------------------------------------------------------------------------- end to end
 
 def build(tmp_path, photos, *more):
@@ -146,6 +182,9 @@ def test_build_learns_a_dictionary_shows_its_features_and_resumes_from_the_cache
     assert all(f.frequency > 0 and f.examples for f in pictured)
     assert all((tmp_path / "cache" / "dictionary" / e["crop"]).is_file() for f in pictured for e in f.examples)
     assert all(len(f.channels) == 6 for f in record.features)
+    assert all(-1 <= f.coherence <= 1 for f in pictured)          # 9 photos each: two or more pairs
+    index = next((tmp_path / "site").rglob("features.5/features.html")).read_text()
+    assert 'data-key="coherence"' in index and index.count("data-coherence=") == sum(f.frequency > 0 for f in record.features)
     again = build(tmp_path, photos)
     assert again.exit_code == 0 and "dictionary features of 1 layer: from cache" in again.output
     assert list(stored.scan(tmp_path / "cache").values()) == records

@@ -200,7 +200,7 @@ def test_a_malformed_or_one_seed_record_does_not_break_the_site(built, tmp_path)
 
 
 @pytest.mark.slow
-def test_the_index_script_sorts_the_tiles_by_index_and_back(built, browser):
+def test_the_index_script_sorts_the_tiles_by_index_by_coherence_and_back(built, browser):
     _, layer, record = built
     page = browser.new_page()
     errors = []
@@ -211,6 +211,11 @@ def test_the_index_script_sorts_the_tiles_by_index_and_back(built, browser):
     assert page.is_visible("#feature-sort") and order() == by_frequency
     page.click("button[data-key=index]")
     assert order() == sorted(by_frequency)
+    page.click("button[data-key=coherence]")
+    unknown = -2   # a feature without a coherence sorts last
+    by_coherence = [f.index for f in sorted(live(record), key=lambda f: (-(f.coherence if f.coherence is not None
+                                                                             else unknown), f.index))]
+    assert order() == by_coherence and any(f.coherence is not None for f in live(record))
     page.click("button[data-key=frequency]")
     assert order() == by_frequency and not errors
     page.close()

@@ -7,6 +7,8 @@
     feature_units  the `feature` units whose pictures a build renders: the direction of each
                    live feature's atom, the most frequent first
     strongest      a feature's strongest channels, by the weight of its atom
+    coherences     how alike each feature's top photos look to the model itself: the mean
+                   similarity of their outputs (`PhotoEmbedding`), for the index's sort
 
 A channel links to the features it takes part in through the same weights.
 """
@@ -18,6 +20,7 @@ import torch
 
 from ..core.units import Unit
 from ..examples.top import merge_top
+from ..two_photo.coherence import coherence
 from .sae import SparseDictionary
 
 POOLING = "max"
@@ -27,17 +30,23 @@ ROUND = 5            # digits of a direction's components: the unit's cache key 
 
 
 class FeatureTop:
-    """Per layer, each feature's top-k photos by its strongest position. State: [D, k] per layer."""
+    """Per layer, each feature's top-k photos by its strongest position. State: [D, k] per
+    layer, and every photo's embedding (`PhotoEmbedding`) when one is asked for: what
+    tells whether a feature's top photos look alike (`coherences`)."""
 
-    def __init__(self, dictionaries: dict[str, SparseDictionary], k: int, device: torch.device):
+    def __init__(self, dictionaries: dict[str, SparseDictionary], k: int, device: torch.device,
+                 embedding: "PhotoEmbedding | None" = None):
         self.dictionaries = {layer: d.to(device).eval() for layer, d in dictionaries.items()}
-        self.layers = frozenset(dictionaries)
+        self.embedding = embedding
+        self.layers = frozenset(dictionaries) | ({embedding.layer} if embedding else set())
         self.k = k
         self.best: dict[str, tuple | None] = {layer: None for layer in dictionaries}
         self.grids: dict[str, tuple[int, int]] = {}
 
     @torch.no_grad()
     def update(self, batch) -> None:
+        if self.embedding is not None:
+            self.embedding.update(batch)
         for layer, dictionary in self.dictionaries.items():
             maps = batch.acts[layer]
             b, c, h, w = maps.shape
@@ -49,6 +58,54 @@ class FeatureTop:
             positions = torch.stack([where // w, where % w], -1)                 # [B, D, 2]
             self.best[layer] = merge_top(self.best[layer], values.T, batch.ids.to(values.device).expand(values.shape[1], -1),
                                          positions.transpose(0, 1), k=self.k)
+
+
+class PhotoEmbedding:
+    """Every photo's output (the model's logits) as a short vector: a fixed seeded random
+    projection to DIMS numbers where the model has more classes, so that memory stays at
+    DIMS floats a photo whatever the model (a projection keeps cosine similarities to about
+    1/sqrt(DIMS) a pair, and coherence averages many pairs). NaN rows: photos not read."""
+
+    DIMS = 128
+
+    def __init__(self, layer: str, classes: int, count: int, device: torch.device, seed: int = 0):
+        self.layer = layer
+        self.projection = None
+        if classes > self.DIMS:
+            generator = torch.Generator().manual_seed(seed)
+            self.projection = (torch.randn(classes, self.DIMS, generator=generator) / self.DIMS ** 0.5).to(device)
+        self.vectors = np.full((count, min(classes, self.DIMS)), np.nan, np.float32)
+
+    @torch.no_grad()
+    def update(self, batch) -> None:
+        out = batch.acts[self.layer].flatten(1).float()
+        if self.projection is not None:
+            out = out @ self.projection
+        self.vectors[batch.ids.cpu().numpy()] = out.cpu().numpy()
+
+    def centred(self) -> np.ndarray:
+        """The read photos' vectors less their mean (a look every photo shares drops out of
+        the similarity); unread photos stay NaN."""
+        seen = ~np.isnan(self.vectors).any(1)
+        out = self.vectors.copy()
+        if seen.any():
+            out[seen] -= self.vectors[seen].mean(0)
+        return out
+
+
+def coherences(best: tuple, embedded: np.ndarray) -> np.ndarray:
+    """[D] each feature's coherence: the mean cosine similarity of its top photos' embeddings
+    over their pairs (`two_photo.coherence`), from a running top `best` (values, photo ids,
+    positions [D, k]) and `embedded` [photos, E] (`PhotoEmbedding.centred`). Only photos
+    the feature fires on count; NaN below two."""
+    values, ids = (t.cpu().numpy() for t in best[:2])
+    out = np.full(len(values), np.nan, np.float32)
+    for f, (row, photos) in enumerate(zip(values, ids)):
+        rows = embedded[photos[row > 0]]
+        rows = rows[~np.isnan(rows).any(1)]
+        if len(rows) >= 2:
+            out[f] = coherence(rows)
+    return out
 
 
 class PhotoCodes:

@@ -20,6 +20,7 @@ import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..activation_atlas.job import atlas_layers
@@ -35,7 +36,7 @@ from ..pictures.render import render_plan
 from ..plan import work as plans
 from ..store import dictionary as stored
 from .collect import VectorSampler, per_photo
-from .features import POOLING, FeatureTop, feature_units, strongest
+from .features import POOLING, FeatureTop, PhotoEmbedding, coherences, feature_units, strongest
 from .learn import Learned, learn, silent, too_few
 from .sae import DictionaryShape
 from .train import Training
@@ -130,8 +131,11 @@ class DictionaryJob:
             self.metas[w.layer] = meta
         if not self.learned:
             return []
+        model, device = self.context.model, self.context.runtime.device
+        embedding = PhotoEmbedding(model.output_layer, model.layer(model.output_layer).channels, len(self.source),
+                                   device, seed=self.context.settings.seed + SEED_OFFSET)
         top = FeatureTop({layer: found.dictionary for layer, found in self.learned.items()}, self.request.examples,
-                         self.context.runtime.device)
+                         device, embedding)
         return [Ride("dictionary examples", self.source, top, lambda report: self.tops.update({l: top for l in top.layers}))]
 
     def finish(self) -> None:
@@ -150,8 +154,10 @@ class DictionaryJob:
                                     device=context.runtime.device,
                                     store_crop=lambda data: stored.store_crop(context.root, data))
         pictures = {unit.index: plan.keys[unit] for unit in units}
+        alike = coherences(top.best[w.layer], top.embedding.centred())
         features = [stored.Feature(f, round(float(found.frequency[f]), 6), pictures.get(f), strongest(directions[f]),
-                                   [asdict(e) for e in examples[f] if e.value > 0])
+                                   [asdict(e) for e in examples[f] if e.value > 0],
+                                   None if np.isnan(alike[f]) else round(float(alike[f]), 4))
                     for f in range(len(directions))]
         meta = self.metas.get(w.layer, {})
         stored.store(context.root, w.record_key, stored.LayerDictionary(
@@ -226,7 +232,8 @@ def job_for_build(context: DatasetContext, request: DictionaryRequest) -> Dictio
                                  dataset=dataset, budget=budget, seed=seed, precision=precision, size=model.input_size)
         trained_key = stored.key(kind="trained", vectors=vectors_key, shape=shape.as_dict(), training=training.as_dict(),
                                  holdout=request.holdout)
-        record_key = stored.key(kind="record", trained=trained_key, seeds=request.seeds, examples=request.examples,
+        record_key = stored.key(kind="record", version=stored.RECORD_VERSION, trained=trained_key,
+                                seeds=request.seeds, examples=request.examples,
                                 pictures=request.pictures, settings=context.settings.as_dict())
         work.append(LayerWork(layer, positions, chosen, shape, training, vectors_key, trained_key, record_key))
     return DictionaryJob(context, source, request, work)

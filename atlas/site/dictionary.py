@@ -55,6 +55,11 @@ class FeatureView:
         return float(self.record.frequency)
 
     @property
+    def coherence(self) -> float | None:
+        """How alike its top photos look to the model (None where the record has none)."""
+        return number(self.record.coherence)
+
+    @property
     def path(self) -> str:
         return f"{self.dictionary.layer.dir}/feature-{self.index}.html"
 
@@ -108,6 +113,10 @@ class DictionaryView:
     def by_frequency(self) -> list[FeatureView]:
         """The index's default order: what fires most is what a reader meets most in photos."""
         return sorted(self.features, key=lambda f: (-f.frequency, f.index))
+
+    @property
+    def has_coherence(self) -> bool:
+        return any(f.coherence is not None for f in self.features)
 
     @property
     def dead(self) -> int:

@@ -26,6 +26,7 @@ from . import arrays as arrays_file
 from .files import atomic_write, records, store_by_content
 
 DICTIONARY_VERSION = 1
+RECORD_VERSION = 2      # 2: each feature's coherence (a version of its own: vectors and training stay cached)
 FOLDER = "dictionary"
 CROPS = "crops"
 
@@ -42,6 +43,9 @@ class Feature:
     picture: str | None                  # cache key of its rendered picture (None: not rendered)
     channels: list[list]                 # [[channel, weight], ...]: its atom's strongest channels, by |weight|
     examples: list[dict]                 # the photos that excite it most: file, value, box, crop
+    # How alike its top photos look to the model: their outputs' mean pairwise cosine
+    # similarity (`atlas.dictionary.features.coherences`); None where unknown.
+    coherence: float | None = None
 
 
 @dataclass(frozen=True)
