@@ -85,6 +85,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from atlas.two_photo import protocol  # noqa: E402  (numpy only: --tables needs no torch)
+from atlas.two_photo.coherence import coherence, coherence_with  # noqa: E402
 from atlas.two_photo.protocol import (EXEMPLARS, SPACES, STRONG, WEAK, Split, spaces, spread,  # noqa: E402
                                       standard_error, unit_rows)
 
@@ -433,6 +434,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--render-only", action="store_true", help="render and save images; no photos, no judge")
     parser.add_argument("--from-renders", type=Path, help="score the renders/*.npz a --render-only run saved")
     parser.add_argument("--tables", type=Path, nargs="+", help="only print the tables of these reports, merged")
+    parser.add_argument("--sets", type=int, action="append", default=[],
+                        help="with --from-renders: also score each recipe's seeds in disjoint sets of N pictures "
+                             "per channel (--pictures N), as runs named RECIPE-setN")
     parser.add_argument("--paired", action="store_true", help="with --tables: one row per recipe, paired against steady")
     args = parser.parse_args(argv)
     if args.tables:
@@ -443,6 +447,7 @@ def main(argv=None) -> dict:
             return report
         for space in SPACES + ((OWN,) if all(OWN in r["scores"] for r in report["runs"]) and report["runs"] else ()):
             print(tables(report, space) + "\n")
+        print(coherence_table(report, args.embedding))
         return report
 
     import torch
@@ -542,6 +547,10 @@ def main(argv=None) -> dict:
     def add_run(name, seed, steps, images, finals, seconds, errors, candidate):
         renders = embed_renders(judge, images, center)
         scores = score_channels(embedded, splits, renders, seed, keys, args.random_draws)
+        for space in SPACES:   # how alike the picture(s) and the 9 best photos look, and those photos alone
+            scores[space]["coherence"] = [coherence_with(renders[space][n], embedded[space][split.exemplars])
+                                          for n, split in enumerate(splits)]
+            scores[space]["exemplar_coherence"] = [coherence(embedded[space][split.exemplars]) for split in splits]
         report["runs"].append({"name": name, "seed": seed, "steps": steps, "seconds": seconds, "errors": errors,
                                "candidate": candidate, "final_objective": finals, "scores": scores})
         line = "  ".join(f"{s}: vis {np.mean(scores[s]['visualization']):.3f} ex {np.mean(scores[s]['exemplars']):.3f}"
@@ -569,6 +578,11 @@ def main(argv=None) -> dict:
                 raise SystemExit(f"{path}: rendered other channels than this run's")
             add_run(meta["name"], meta["seed"], meta["steps"], data["images"], list(data["finals"]),
                     meta["seconds"], meta["errors"], meta["candidate"] | {"device": meta["device"]})
+        for size in args.sets:
+            for name, sets in picture_sets(args.from_renders, size).items():
+                for n, (images, finals, seconds, seeds_in) in enumerate(sets):
+                    add_run(f"{name}-set{size}", n, args.steps, images, finals, seconds, [],
+                            {"pictures": size, "seeds": seeds_in})
         if (args.from_renders / "timing.json").exists():
             report["timing"] = json.loads((args.from_renders / "timing.json").read_text())
     else:
@@ -583,7 +597,53 @@ def main(argv=None) -> dict:
     (args.out / "report.json").write_text(json.dumps(report, indent=1))
     for space in SPACES + ((OWN,) if report["runs"] else ()):
         print("\n" + tables(report, space), flush=True)
+    print("\n" + coherence_table(report, args.embedding), flush=True)
     return report
+
+
+def picture_sets(folder: Path, size: int) -> dict[str, list]:
+    """Per recipe, disjoint sets of `size` seeds' renders (seeds in order: 0-3, 4-7, ...), each
+    as one run whose every channel has `size` pictures [U, size, S, S, 3]: what `--pictures N`
+    shows, scored by the mean of the pictures' similarities (the rule of every set here).
+    Each set: (images, finals, seconds, its seeds)."""
+    by_name: dict[str, dict[int, tuple]] = {}
+    for path in sorted(folder.glob("*.npz")):
+        data = np.load(path)
+        meta = json.loads(str(data["meta"]))
+        by_name.setdefault(meta["name"], {})[meta["seed"]] = (data["images"][:, :1], data["finals"], meta["seconds"])
+    found = {}
+    for name, runs in by_name.items():
+        seeds = sorted(runs)
+        groups = [seeds[i:i + size] for i in range(0, len(seeds) - size + 1, size)]
+        found[name] = [(np.concatenate([runs[s][0] for s in group], 1),
+                        list(np.mean([runs[s][1] for s in group], 0)), sum(runs[s][2] for s in group), group)
+                       for group in groups]
+    return found
+
+
+def coherence_table(report: dict, space: str) -> str:
+    """Per layer and pooled, per run name: the mean similarity of the pictures to the
+    channel's 9 best photos (mean over seeds ± half the spread), and of those photos to
+    each other (no picture: the ceiling a channel's own photos set)."""
+    channels = report["channels"]
+    layers = list(dict.fromkeys(c["layer"] for c in channels))
+    groups = [(layer, [i for i, c in enumerate(channels) if c["layer"] == layer]) for layer in layers]
+    groups.append(("pooled", list(range(len(channels)))))
+    runs: dict[str, list[dict]] = {}
+    for run in report["runs"]:
+        if "coherence" in run["scores"][space]:
+            runs.setdefault(run["name"], []).append(run)
+    if not runs:
+        return ""
+    lines = [f"Coherence with the 9 best photos, embedding {space}", "",
+             "| layer | " + " | ".join(runs) + " | 9 best among themselves |", "|---|" + "---|" * (len(runs) + 1)]
+    for label, idx in groups:
+        cells = [("{:.3f} ±{:.3f}".format(*spread(np.mean([r["scores"][space]["coherence"][i] for i in idx])
+                                                for r in rows))) for rows in runs.values()]
+        first = next(iter(runs.values()))[0]["scores"][space]["exemplar_coherence"]
+        cells.append(f"{np.mean([first[i] for i in idx]):.3f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _describe(candidate: Candidate) -> dict:

@@ -31,6 +31,8 @@ ATLAS_CUDA_GRAPHS=0 / ATLAS_IMAGE_DTYPE=fp32 say otherwise; the report records b
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -50,6 +52,9 @@ from atlas.model.forward import activations
 from atlas.model.hooks import hooks
 from atlas.model.loading import load_model
 from atlas.model.runtime import resolve_runtime
+from atlas.plan.presets import PRESETS
+
+FULL = PRESETS["full"]
 
 
 def timed(function, device) -> float:
@@ -107,8 +112,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--weights", default="random")
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=32, help="steps timed per measurement")
-    parser.add_argument("--full-steps", type=int, default=512, help="steps assumed for the projection")
-    parser.add_argument("--full-class-steps", type=int, help="steps of class units in the projection (default: --full-steps)")
+    parser.add_argument("--full-steps", type=int, default=FULL["channel_steps"],
+                        help="steps of channels in the projection (default: the full preset's)")
+    parser.add_argument("--full-class-steps", type=int, default=FULL["steps"],
+                        help="steps of class units in the projection (default: the full preset's)")
+    parser.add_argument("--from", dest="recorded", type=Path,
+                        help="measure nothing: project again from the rows of a recorded report (this script's "
+                             ".json, or its printed table), e.g. an H200's under today's steps")
     parser.add_argument("--full-size", type=int, default=224, help="size assumed for the projection")
     parser.add_argument("--batch", type=int, default=None, help="images per batch (default: as a build sizes it)")
     parser.add_argument("--layers", default="features.2,features.14,features.28",
@@ -124,6 +134,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-cudnn-benchmark", action="store_true",
                         help="keep cuDNN's autotuner off (builds turn it on)")
     args = parser.parse_args(argv)
+    if args.recorded:
+        return reproject_report(args.recorded, args)
 
     runtime = resolve_runtime(args.device, args.precision, batch_size=args.batch)
     device, precision = runtime.device, runtime.precision
@@ -164,6 +176,47 @@ def main(argv=None) -> dict:
 
 def _groups(model) -> list[str]:
     return [l.name for l in model.layers if l.kind == "conv"] + [model.output_layer]
+
+
+def _print_projection(result: dict, where: str) -> None:
+    ours, floor, base = (result[k] for k in ("projected_minutes", "floor_minutes", "one_by_one_minutes"))
+    print(f"projected full atlas ({result['projected_units']} units) on {where}: "
+          f"{ours:.1f} min ({ours / 60:.2f} h); floor {floor:.1f} min ({ours / floor:.2f}x)"
+          + (f"; one-by-one fp32 {base:.1f} min ({base / ours:.2f}x slower)" if base else ""))
+
+
+# A row of the printed table: layer, ms/img-step, floor ms, ratio, [one-by-one ms, speed-up, ...],
+# then on the next line "N units -> M min".
+_ROW = re.compile(r"^(\S+)\s+([\d.]+)\s+([\d.]+)\s+[\d.]+x(?:\s+([\d.]+|nan))?.*\n\s+(\d+) units ->", re.M)
+
+
+def recorded_rows(path: Path) -> tuple[dict, list[dict]]:
+    """(what the report says of its run, its per-layer rows) from this script's .json report
+    or from its printed table (older runs kept only that; it is at the projection's size)."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        report = json.loads(text)
+        report = report.get("steps", {}).get("throughput", {}).get("measured", report)   # a gpu-check report
+        return report, report["rows"]
+    rows = [{"layer": m[1], "ms_per_image_step": float(m[2]), "floor_ms": float(m[3]),
+             "one_by_one_ms": float(m[4]) if m[4] and m[4] != "nan" else None, "units": int(m[5])}
+            for m in _ROW.finditer(text)]
+    if not rows:
+        raise SystemExit(f"{path}: no rows of a throughput table found")
+    return {"device": text.split(" on ", 1)[1].split(",", 1)[0] if " on " in text else "?", "size": None}, rows
+
+
+def reproject_report(path: Path, args) -> dict:
+    """`--from`: the full atlas again from a recorded report's rates, under --full-steps and
+    --full-class-steps (the last row is the class logits, as `_groups` orders them)."""
+    report, rows = recorded_rows(path)
+    size = report.get("size") or args.full_size
+    result = projected(rows, output_layer=rows[-1]["layer"], channel_steps=args.full_steps,
+                       class_steps=args.full_class_steps, size_ratio=(args.full_size / size) ** 2)
+    print(f"{path.name}: {len(rows)} layers measured on {report.get('device', '?')} at {size} px; "
+          f"channels {args.full_steps} steps, classes {args.full_class_steps}, at {args.full_size} px")
+    _print_projection(result, report.get("device", "?"))
+    return {"from": str(path), **result}
 
 
 def layer_units(model, layer: str, count: int) -> list[Unit]:
@@ -251,34 +304,43 @@ def linearity(model, settings, batch, runtime, layer):
               f"(x{row[1] / row[0]:.2f} for x2 units)", flush=True)
 
 
+def projected(rows: list[dict], *, output_layer: str, channel_steps: int, class_steps: int,
+              size_ratio: float = 1.0) -> dict:
+    """Minutes of a full atlas from per-layer rows (layer, units, ms_per_image_step,
+    floor_ms, one_by_one_ms at the measured size): each layer's units times its steps
+    (class units take `class_steps`, every other unit `channel_steps`), scaled by
+    `size_ratio` (full size / measured size, squared: cost goes with pixels)."""
+    per_step = size_ratio * 1e-3 / 60  # ms/img-step -> min/unit-step
+    totals = {"projected_minutes": 0.0, "floor_minutes": 0.0, "one_by_one_minutes": 0.0}
+    fields = {"projected_minutes": "ms_per_image_step", "floor_minutes": "floor_ms",
+              "one_by_one_minutes": "one_by_one_ms"}
+    for row in rows:
+        steps = class_steps if row["layer"] == output_layer else channel_steps
+        for total, field in fields.items():
+            if row.get(field) is not None:
+                totals[total] += row[field] * row["units"] * steps * per_step
+    return {**totals, "projected_units": sum(r["units"] for r in rows), "full_steps": channel_steps,
+            "full_class_steps": class_steps}
+
+
 def project(model, settings, batch, runtime, args, report) -> dict:
     """Full atlas time from measured per-layer rates, scaled to the full size and
     steps, with the floor and one-by-one totals weighted the same way."""
-    groups = [(name, model.layer(name).channels) for name in _groups(model)]
-    per_step = (args.full_size / args.size) ** 2 * 1e-3 / 60  # ms/img-step -> min/unit-step
-    totals = [0.0, 0.0, 0.0]
+    size_ratio = (args.full_size / args.size) ** 2
     flops = 0.0
-    print(f"projection: every conv channel and every class at {args.full_size} px, {args.full_steps} steps"
-          + (f" ({args.full_class_steps} for classes)" if args.full_class_steps else ""))
-    for name, count in groups:
-        steps = (args.full_class_steps or args.full_steps) if name == model.output_layer else args.full_steps
-        scale = per_step * steps
+    print(f"projection: every conv channel and every class at {args.full_size} px, {args.full_steps} steps "
+          f"({args.full_class_steps} for classes)")
+    for name in _groups(model):
         row = compare(model, name, batch, settings, runtime, args, report)
-        rates = (row["ms_per_image_step"], row["floor_ms"], row["one_by_one_ms"])
-        for i, rate in enumerate(rates):
-            totals[i] += rate * count * scale
-        flops += row.get("gflop_per_image_step", 0.0) * count
-        row["units"], row["projected_minutes"] = count, rates[0] * count * scale
+        row["units"] = model.layer(name).channels
+        flops += row.get("gflop_per_image_step", 0.0) * row["units"]
+        row["projected_minutes"] = projected([row], output_layer=model.output_layer, channel_steps=args.full_steps,
+                                             class_steps=args.full_class_steps, size_ratio=size_ratio)["projected_minutes"]
         report["rows"].append(row)
-        print(f"  {count:5d} units -> {row['projected_minutes']:8.1f} min", flush=True)
-    ours, floor, base = totals
-    units = sum(c for _, c in groups)
-    print(f"projected full atlas ({units} units) on {runtime.where}: "
-          f"{ours:.1f} min ({ours / 60:.2f} h); floor {floor:.1f} min ({ours / floor:.2f}x); "
-          f"one-by-one fp32 {base:.1f} min ({base / ours:.2f}x slower)")
-    result = {"projected_units": units, "projected_minutes": ours, "floor_minutes": floor,
-              "one_by_one_minutes": base, "full_steps": args.full_steps,
-              "full_class_steps": args.full_class_steps or args.full_steps}
+        print(f"  {row['units']:5d} units -> {row['projected_minutes']:8.1f} min", flush=True)
+    result = projected(report["rows"], output_layer=model.output_layer, channel_steps=args.full_steps,
+                       class_steps=args.full_class_steps, size_ratio=size_ratio)
+    _print_projection(result, runtime.where)
     if args.flops:
         peak = report.get("nominal_tflops") or report["matmul_tflops"]
         measured_minutes = sum(r["ms_per_image_step"] * r["units"] for r in report["rows"]) * args.steps / 6e4

@@ -232,3 +232,28 @@ def test_a_unit_whose_photos_all_score_alike_is_dead_and_left_out():
 
     values = np.array([[0.0, 1.0, 2e-7, np.nan], [0.0, 3.0, 0.0, 1.0], [0.0, 2.0, 1e-7, 5.0]])
     assert list(live_units(values)) == [False, True, False, True]
+
+
+def test_picture_sets_join_disjoint_seeds_of_one_recipe_as_one_runs_pictures(tmp_path):
+    """bench/channels_2afc.py --sets N: seeds 0-3 as two sets of two, each channel's
+    pictures side by side in seed order (what --pictures N shows a reader)."""
+    import importlib.util
+    import json
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("channels_2afc", root / "bench/channels_2afc.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench                       # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    for seed in range(4):
+        images = np.full((3, 1, 2, 2, 3), seed, np.uint8)                 # 3 channels, one picture each
+        np.savez(tmp_path / f"closeup-s{seed}.npz", images=images, finals=np.full(3, float(seed)),
+                 meta=json.dumps({"name": "closeup", "seed": seed, "seconds": 1.5}))
+    sets = bench.picture_sets(tmp_path, 2)["closeup"]
+    assert [group for *_, group in sets] == [[0, 1], [2, 3]]
+    images, finals, seconds, _ = sets[1]
+    assert images.shape == (3, 2, 2, 2, 3) and images[:, 0].max() == 2 and images[:, 1].min() == 3
+    assert finals == [2.5] * 3 and seconds == 3.0
+    assert len(bench.picture_sets(tmp_path, 4)["closeup"]) == 1 and not bench.picture_sets(tmp_path, 5)["closeup"]
