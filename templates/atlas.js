@@ -1,7 +1,8 @@
 // The activation atlas page: zoom and pan over grid levels, tooltips, a cell's details,
 // a class filter and a shareable link. Without JavaScript the coarsest grid stays as
 // drawn by the page. Data: the JSON in #atlas-data (cells: [row, column, count, icon,
-// classes [[class, attribution]], channels [[index, value, page]], photos [[name, patch]]]).
+// classes [[class, attribution]], channels [[index, value, page]], photos [[name, patch]],
+// features [[feature, mean code, page]] of the layer's dictionary, where it has one]).
 (function () {
   var box = document.getElementById("atlas");
   var world = document.getElementById("atlas-world");
@@ -14,7 +15,9 @@
   var detail = document.getElementById("atlas-detail");
   var levelLabel = document.getElementById("atlas-level");
   var classBox = document.getElementById("atlas-class");
-  var view = { z: 1, x: 0.5, y: 0.5, c: null };   // zoom, centre (fractions of the atlas), class
+  var labelBy = document.getElementById("atlas-label-by");
+  // zoom, centre (fractions of the atlas), class filter, what labels the cells
+  var view = { z: 1, x: 0.5, y: 0.5, c: null, l: data.classes ? "class" : "feature" };
   var built = {};
   tools.hidden = false;
 
@@ -55,15 +58,27 @@
       });
       world.appendChild(holder);
     }
-    Array.prototype.forEach.call(holder.querySelectorAll(".atlas-cell"), function (el) {
-      var cell = level.cells[+el.getAttribute("data-cell")];
-      el.removeAttribute("title");
-      if (cell[4].length && data.classes) {
-        el.appendChild(text("span", name(cell[4][0][0]) + " " + percent(share(cell, 0)), "atlas-label"));
-      }
-    });
+    Array.prototype.forEach.call(holder.querySelectorAll(".atlas-cell"), function (el) { el.removeAttribute("title"); });
     built[index] = holder;
+    relabel(index);
     return holder;
+  }
+
+  // A cell's label: its leading class with that class's share, or its strongest feature.
+  function labelOf(cell) {
+    if (view.l === "feature") return cell[7] && cell[7].length ? "feature " + cell[7][0][0] : "";
+    return cell[4].length && data.classes ? name(cell[4][0][0]) + " " + percent(share(cell, 0)) : "";
+  }
+
+  function relabel(index) {
+    var level = levels[index];
+    Array.prototype.forEach.call(built[index].querySelectorAll(".atlas-cell"), function (el) {
+      var value = labelOf(level.cells[+el.getAttribute("data-cell")]);
+      var span = el.querySelector(".atlas-label");
+      if (!value) { if (span) el.removeChild(span); return; }
+      if (!span) { span = text("span", "", "atlas-label"); el.appendChild(span); }
+      span.textContent = value;
+    });
   }
 
   // A class's share of the cell's attribution: its attribution over the sum of the positive
@@ -94,7 +109,7 @@
     levelLabel.textContent = "grid " + levels[shown].size + "×" + levels[shown].size + " · zoom " + view.z.toFixed(2) + "×";
     fade();
     var hash = "z=" + view.z.toFixed(3) + "&x=" + view.x.toFixed(4) + "&y=" + view.y.toFixed(4) +
-      (view.c !== null ? "&c=" + view.c : "");
+      (view.c !== null ? "&c=" + view.c : "") + (view.l === "feature" && data.classes ? "&l=feature" : "");
     if (location.hash.slice(1) !== hash) history.replaceState(null, "", "#" + hash);
   }
 
@@ -132,6 +147,9 @@
       list.appendChild(text("li", name(pair[0]) + " " + percent(share(found.cell, k)) + " (" + pair[1].toFixed(3) + ")"));
     });
     if (data.classes && found.cell[4].length) tip.appendChild(list);
+    if (found.cell[7] && found.cell[7].length) {
+      tip.appendChild(text("div", "features " + found.cell[7].map(function (f) { return f[0]; }).join(", ")));
+    }
     tip.appendChild(text("div", "average of " + found.cell[2] + " activations", "muted"));
     var rect = box.getBoundingClientRect();
     tip.style.left = (event.clientX - rect.left + 14) + "px";
@@ -179,6 +197,18 @@
       var classes = document.createElement("ol");
       cell[4].slice(0, 5).forEach(function (pair) { classes.appendChild(text("li", name(pair[0]) + " " + pair[1].toFixed(3))); });
       detail.appendChild(classes);
+    }
+    if (cell[7] && cell[7].length) {
+      detail.appendChild(text("h3", "Dictionary features its activations use most"));
+      var features = document.createElement("ul");
+      cell[7].forEach(function (entry) {
+        var li = document.createElement("li");
+        var label = "feature " + entry[0] + " · mean code " + entry[1].toFixed(3);
+        if (entry[2]) { var a = text("a", label); a.href = entry[2]; li.appendChild(a); }
+        else li.textContent = label;
+        features.appendChild(li);
+      });
+      detail.appendChild(features);
     }
     detail.appendChild(text("h3", "Strongest channels of its average"));
     var channels = document.createElement("ul");
@@ -243,6 +273,14 @@
     });
   }
 
+  if (labelBy) {
+    labelBy.addEventListener("change", function () {
+      view.l = labelBy.value;
+      Object.keys(built).forEach(function (index) { relabel(+index); });
+      apply();
+    });
+  }
+
   var copy = document.getElementById("atlas-copy");
   var link = document.getElementById("atlas-link");
   copy.addEventListener("click", function () {
@@ -257,6 +295,10 @@
   location.hash.slice(1).split("&").forEach(function (part) {
     var pair = part.split("=");
     if (pair[0] === "z" || pair[0] === "x" || pair[0] === "y") view[pair[0]] = parseFloat(pair[1]) || view[pair[0]];
+    if (pair[0] === "l" && pair[1] === "feature" && data.features) {
+      view.l = "feature";
+      if (labelBy) labelBy.value = "feature";
+    }
     if (pair[0] === "c" && /^\d+$/.test(pair[1])) {
       view.c = +pair[1];
       if (classBox) classBox.value = name(view.c) + " #" + view.c;

@@ -319,7 +319,8 @@ def test_first_view_of_a_full_model_stays_light(browser, full_site):
 # ----------------------------------------------------------------------------- the activation atlas
 
 def make_atlas_cache(root):
-    """A real build of a tiny named model with an activation atlas of two grid levels."""
+    """A real build of a tiny named model with an activation atlas of two grid levels, and a
+    dictionary of the same layer (its cells name their features)."""
     from click.testing import CliRunner
 
     from atlas.cli import main
@@ -330,6 +331,7 @@ def make_atlas_cache(root):
         "build", "tests.tinynet:tiny_vgg_named", "--weights", "random", "--layers", "features.5", "--channels", "4",
         "--classes", "0-3", "--size", "32", "--steps", "3", "--precision", "fp32", "--activation-atlas", str(photos),
         "--atlas-positions", "40", "--atlas-layout", "pca", "--atlas-icon-steps", "4", "--workers", "0",
+        "--features", str(photos), "--dictionary-size", "32", "--dictionary-k", "4", "--feature-pictures", "2",
         "--cache-dir", str(root), "--no-site", "--no-connections"])
     assert result.exit_code == 0, result.output
 
@@ -365,6 +367,18 @@ def test_activation_atlas_zooms_labels_filters_and_links(browser, atlas_site):
     opacities = page.evaluate("""Array.from(document.querySelectorAll('.atlas-level[data-level="1"] .atlas-cell'))
                                  .map(e => parseFloat(e.style.opacity))""")
     assert min(opacities) < 0.5 < max(opacities)                     # faded by attribution to class 1
+    page.select_option("#atlas-label-by", "feature")                  # cells named by their strongest feature
+    page.wait_for_function("location.hash.includes('l=feature')", timeout=5000)
+    labels = page.eval_on_selector_all('.atlas-level[data-level="1"] .atlas-label', "els => els.map(e => e.textContent)")
+    assert labels and all(label.startswith("feature ") for label in labels)
+    inside = page.evaluate("""() => {   // a cell of the zoomed grid that lies in view
+        const box = document.getElementById('atlas').getBoundingClientRect();
+        return Array.from(document.querySelectorAll('.atlas-level[data-level="1"] .atlas-cell')).findIndex(e => {
+            const r = e.getBoundingClientRect(), x = r.left + r.width / 2, y = r.top + r.height / 2;
+            return x > box.left && x < box.right && y > box.top && y < box.bottom; }); }""")
+    assert inside >= 0
+    page.locator('.atlas-level[data-level="1"] .atlas-cell').nth(inside).click()
+    assert "Dictionary features its activations use most" in page.inner_text("#atlas-detail")
     shared = page.evaluate("location.href")
     w.shot("atlas-zoomed", full_page=False)
     w.close()
@@ -373,4 +387,6 @@ def test_activation_atlas_zooms_labels_filters_and_links(browser, atlas_site):
     again.page.goto(shared)
     assert again.page.inner_text("#atlas-level").startswith("grid 20×20")
     assert again.page.input_value("#atlas-class") == f"{name} #1"
+    assert again.page.input_value("#atlas-label-by") == "feature"
+    assert again.page.locator('.atlas-level[data-level="1"] .atlas-label').first.inner_text().startswith("feature ")
     again.close()

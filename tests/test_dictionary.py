@@ -3,6 +3,7 @@ equal to an unbroken one, seeded sampling and held-out split, and the build end 
 
 from __future__ import annotations
 
+import json
 
 import numpy as np
 import pytest
@@ -269,3 +270,45 @@ def test_shards_collect_their_share_and_the_dictionary_waits_for_all_of_them(tmp
     parts = [stored.load_part(tmp_path / "cache", key, (k, 2))[1]["images"] for k in (1, 2)]
     assert set(parts[0]) == set(range(0, 20, 2)) and set(parts[1]) == set(range(1, 20, 2))
     assert record.images == 20 and record.train_vectors == 18 * 16 * 16   # 2 of 20 photos held out
+
+
+def test_a_set_of_vectors_is_named_by_the_features_it_uses_most():
+    from atlas.dictionary.label import sparse_codes, strongest
+
+    vectors = torch.randn(300, 16)
+    dictionary = new_dictionary(vectors, DictionaryShape(16, 24, 3), seed=0)
+    codes = sparse_codes(dictionary, vectors.numpy())
+    dense = dictionary.encode(vectors).clamp(min=0).detach().numpy()
+    assert codes[0].shape == (300, 3) and (np.count_nonzero(dense, 1) <= 3).all()
+    members = np.array([3, 17, 40, 41, 299])
+    means = dense[members].mean(0)
+    expected = [int(f) for f in np.argsort(-means, kind="stable")[:3] if means[f] > 0]
+    found = strongest(codes, members, 24)
+    assert [f for f, _ in found] == expected
+    assert [v for _, v in found] == pytest.approx([round(float(means[f]), 4) for f in expected], abs=1e-4)
+    assert strongest(codes, np.array([], int), 24) == []
+
+
+def test_an_activation_atlas_of_a_layer_with_a_dictionary_names_its_cells_features(tmp_path):
+    photos = photo_folder(tmp_path / "photos", 30)
+    result = build(tmp_path, photos, "--activation-atlas", str(photos), "--atlas-layers", "features.5",
+                   "--atlas-layout", "pca", "--atlas-icon-steps", "2")
+    assert result.exit_code == 0, result.output
+    record = next(iter(stored.scan(tmp_path / "cache").values()))
+    atlas = json.loads(next((tmp_path / "cache" / "atlas").glob("*.json")).read_text())
+    assert record.trained and atlas["dictionary"] == record.trained
+    cells = [cell for level in atlas["levels"] for cell in level["cells"]]
+    assert cells and all(cell["features"] for cell in cells)
+    assert all(0 <= f < 32 and value > 0 for cell in cells for f, value in cell["features"])
+    assert all([v for _, v in cell["features"]] == sorted((v for _, v in cell["features"]), reverse=True)
+               for cell in cells)
+    page = next((tmp_path / "site").rglob("features.5/atlas.html")).read_text(encoding="utf-8")
+    data = json.loads(page.split('id="atlas-data">')[1].split("</script>")[0])
+    assert data["features"] and 'id="atlas-label-by"' in page
+    shown = {f.index for f in record.features if f.frequency > 0}
+    for level in data["levels"]:
+        for cell in level["cells"]:
+            assert [f for f, _, _ in cell[7]] == [f for f, _ in next(
+                c["features"] for lv in atlas["levels"] if lv["size"] == level["size"] for c in lv["cells"]
+                if (c["row"], c["column"]) == (cell[0], cell[1]))]
+            assert all((page_url is not None) == (f in shown) for f, _, page_url in cell[7])

@@ -6,7 +6,8 @@
              rendered and cached like every unit: a direction needed by two grids, or
              two builds, renders once
     store    one record per atlas: each grid's cells with their icon's cache key, top
-             classes, strongest channels and a few photo patches, for the site
+             classes, strongest channels, a few photo patches and, where the layer has a
+             stored dictionary, the features its vectors use most, for the site
 
 A class atlas (`class_index`) keeps only the samples that push most toward one class
 and lays those out alone.
@@ -20,6 +21,7 @@ from PIL import Image
 
 from ..core.errors import AtlasError
 from ..core.units import Unit
+from ..dictionary.label import sparse_codes, stored_dictionary, strongest
 from ..model.classifier import Model
 from ..pictures.render import Summary, render_plan
 from ..plan import work as plans
@@ -91,29 +93,42 @@ def build_atlas(job, layer: str, class_index: int | None = None, on_batch=lambda
     plan = plans.make_plan(model, work, icon_settings, root)
     summary = render_plan(model, plan, icon_settings, job.runtime, root=root, on_batch=on_batch)
     patches = _patches(job, chosen_vectors, arrays, members, grids)
+    # The layer's dictionary, where one is stored (this build's, or an earlier one's): each
+    # cell named by the features its vectors use most.
+    dictionary = stored_dictionary(root, model.name, model.fingerprint, layer)
+    codes = sparse_codes(dictionary.dictionary, chosen_vectors) if dictionary else None
+    features = {} if codes is None else {
+        (size, cell.row, cell.column): strongest(codes, cell.members, dictionary.dictionary.shape.size)
+        for size, cells in grids for cell in cells}
     record = {
         "model": model.name, "fingerprint": model.fingerprint, "layer": layer, "class_index": class_index,
         "dataset": str(job.source.root), "images": int(meta.get("images", 0)), "skipped": int(meta.get("skipped", 0)),
         "samples": int(len(members)), "all_samples": int(len(vectors)), "positions": request.positions,
         "layout": method, "whitened": whiten is not None, "power": request.power, "min_count": request.min_count,
         "icon_size": ICON_SIZE, "icon_steps": request.icon_steps,
+        "dictionary": dictionary.key if dictionary else None,
         "levels": [{"size": size, "cells": [_cell_record(cell, plan.keys[units[(size, cell.row, cell.column)]],
-                                                         patches.get((size, cell.row, cell.column), []))
+                                                         patches.get((size, cell.row, cell.column), []),
+                                                         features.get((size, cell.row, cell.column)))
                                             for cell in cells]}
                    for size, cells in grids],
     }
     name = stored.key(kind="atlas", samples=job.keys[layer], layout=layout_key, levels=list(levels),
                       min_count=request.min_count, class_index=class_index, power=request.power,
-                      whiten=whiten is not None, icons=icon_settings.as_dict())
+                      whiten=whiten is not None, icons=icon_settings.as_dict(),
+                      dictionary=dictionary.key if dictionary else None)
     stored.store(root, name, record)
     return record, summary
 
 
-def _cell_record(cell: grid.Cell, icon: str, patches: list) -> dict:
-    return {"row": cell.row, "column": cell.column, "count": cell.count, "icon": icon,
-            "classes": [[c, round(a, 5)] for c, a in grid.top(cell.attribution, SHOWN_CLASSES)],
-            "channels": [[c, round(v, 4)] for c, v in grid.top(cell.mean, SHOWN_CHANNELS)],
-            "photos": patches}
+def _cell_record(cell: grid.Cell, icon: str, patches: list, features: list | None) -> dict:
+    record = {"row": cell.row, "column": cell.column, "count": cell.count, "icon": icon,
+              "classes": [[c, round(a, 5)] for c, a in grid.top(cell.attribution, SHOWN_CLASSES)],
+              "channels": [[c, round(v, 4)] for c, v in grid.top(cell.mean, SHOWN_CHANNELS)],
+              "photos": patches}
+    if features is not None:   # [[feature, mean code], ...] of the layer's dictionary
+        record["features"] = features
+    return record
 
 
 def _patches(job, vectors: np.ndarray, arrays: dict, members: np.ndarray, grids) -> dict:

@@ -163,7 +163,7 @@ class DictionaryJob:
         stored.store(context.root, w.record_key, stored.LayerDictionary(
             model.name, model.fingerprint, w.layer, str(self.source.root), int(meta.get("images", 0)),
             int(meta.get("skipped", 0)), w.shape.as_dict(), w.training.as_dict(), found.train_vectors,
-            found.quality.as_dict(), found.stability, POOLING, features))
+            found.quality.as_dict(), found.stability, POOLING, features, trained=w.trained_key))
         q = found.quality
         self.lines.append(
             f"dictionary of {w.layer}: {w.shape.size} features (k={w.shape.k}, {w.shape.kind}) from "

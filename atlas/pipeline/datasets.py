@@ -29,8 +29,10 @@ class DatasetFeature:
 FEATURES: tuple[DatasetFeature, ...] = (
     DatasetFeature("examples", examples.job_for_build),
     DatasetFeature("dissection", dissection.job_for_build),
-    DatasetFeature("activation_atlas", activation_atlas.job_for_build),
+    # Before the activation atlas: its cells are named by the features of a layer's
+    # dictionary, which the dictionary job stores when it finishes.
     DatasetFeature("dictionary", dictionary.job_for_build),
+    DatasetFeature("activation_atlas", activation_atlas.job_for_build),
 )
 
 

@@ -56,6 +56,7 @@ class AtlasView:
         """What the page's script reads, as the template embeds it (`|tojson`, which escapes
         markup), with relative URLs already resolved for this page."""
         model, layer = self.layer.model, self.layer
+        pages = {f.index: f for f in layer.dictionary.features} if layer.dictionary else {}
         levels = []
         for level in self.record["levels"]:
             cells = []
@@ -65,13 +66,19 @@ class AtlasView:
                 channels = [[c, v, url(page.path) if (page := layer.page_of(c)) else None]
                             for c, v in cell["channels"]]
                 photos = [[name, url(f"{PATCH_DIR}/{posixpath.basename(crop)}")] for name, crop in cell["photos"]]
+                features = [[f, v, url(pages[f].path) if f in pages else None] for f, v in cell.get("features", [])]
                 cells.append([cell["row"], cell["column"], cell["count"], thumb,
-                              [[c, a] for c, a in cell["classes"]], channels, photos])
+                              [[c, a] for c, a in cell["classes"]], channels, photos, features])
             levels.append({"size": level["size"], "cells": cells})
         names = {c: model.class_name(c) for level in self.record["levels"] for cell in level["cells"]
                  for c, _ in cell["classes"]}
         return {"levels": levels, "names": {str(k): v for k, v in names.items()},
-                "classes": model.class_names is not None}
+                "classes": model.class_names is not None, "features": self.labelled_by_features}
+
+    @property
+    def labelled_by_features(self) -> bool:
+        """Whether its cells name the features of the layer's dictionary."""
+        return any(cell.get("features") for level in self.record["levels"] for cell in level["cells"])
 
 
 def attach(models: list["ModelView"], records: dict, atlas_root: Path) -> None:

@@ -64,6 +64,7 @@ class LayerDictionary:
     stability: float | None              # matched cosine of two seeds' atoms (None: one seed trained)
     pooling: str                         # how a photo's positions make its value for a feature
     features: list[Feature] = field(default_factory=list)
+    trained: str = ""                    # key of its trained weights (the first seed's: `load_trained`)
 
     def to_dict(self) -> dict:
         return asdict(self)
