@@ -312,3 +312,50 @@ def test_an_activation_atlas_of_a_layer_with_a_dictionary_names_its_cells_featur
                 c["features"] for lv in atlas["levels"] if lv["size"] == level["size"] for c in lv["cells"]
                 if (c["row"], c["column"]) == (cell[0], cell[1]))]
             assert all((page_url is not None) == (f in shown) for f, _, page_url in cell[7])
+
+
+def test_the_dissection_sees_a_dictionarys_codes_at_every_position_as_a_layers_maps():
+    from atlas.data.stream import Batch
+    from atlas.dictionary.label import StoredDictionary
+    from atlas.dissection.features import EncodedMaps
+    from atlas.store.dictionary import feature_layer
+
+    torch.manual_seed(0)
+    maps = torch.randn(2, 16, 3, 5)
+    dictionary = new_dictionary(maps.permute(0, 2, 3, 1).reshape(-1, 16), DictionaryShape(16, 24, 3), seed=0)
+    seen = []
+
+    class Inner:
+        def update(self, batch):
+            seen.append(batch)
+
+    adaptor = EncodedMaps(Inner(), {"conv": StoredDictionary("k", dictionary)}, torch.device("cpu"))
+    assert adaptor.layers == {"conv"}
+    adaptor.update(Batch(torch.arange(2), torch.zeros(2, 3, 4, 4), {"conv": maps}, torch.zeros(1)))
+    codes = seen[0].acts[feature_layer("conv")]
+    assert codes.shape == (2, 24, 3, 5) and set(seen[0].acts) == {feature_layer("conv")}
+    for b, y, x in ((0, 0, 0), (1, 2, 4), (1, 1, 3)):
+        torch.testing.assert_close(codes[b, :, y, x], dictionary.encode(maps[b, :, y, x][None])[0])
+
+
+def test_a_build_with_a_dissection_and_features_dissects_the_features_too(tmp_path):
+    from atlas.store import dissection as dissected
+
+    photos = photo_folder(tmp_path / "photos", 30)
+    result = build(tmp_path, photos, "--dissect", str(photos))
+    assert result.exit_code == 0, result.output
+    line = next(l for l in result.output.splitlines() if l.startswith("dissection of the dictionary features of 1 layer"))
+    assert "of 32 units detect a concept" in line
+    record = next(iter(stored.scan(tmp_path / "cache").values()))
+    found = dissected.scan(tmp_path / "cache")
+    features = found[(record.model, record.fingerprint, "features.5#features")]
+    channels = found[(record.model, record.fingerprint, "features.5")]
+    assert features.units == 32 and channels.units == 16 and features.images == channels.images == 30
+    assert features.names == channels.names                               # the same concepts, the same photos
+    layer = next((tmp_path / "site").rglob("features.5/features.html")).parent
+    index = (layer / "features.html").read_text(encoding="utf-8")
+    assert "features detect a colour concept" in index and "of the layer's 16 channels" in index
+    live = next(f.index for f in record.features if f.frequency > 0)
+    page = (layer / f"feature-{live}.html").read_text(encoding="utf-8")
+    concept = features.names[features.finding(live).concept]
+    assert 'id="concept"' in page and f"<b>{concept}</b>" in page

@@ -37,8 +37,9 @@ from ..plan import work as plans
 from ..store import dictionary as stored
 from .collect import VectorSampler, per_photo
 from .features import POOLING, FeatureTop, PhotoEmbedding, coherences, feature_units, strongest
+from .label import StoredDictionary
 from .learn import Learned, learn, silent, too_few
-from .sae import DictionaryShape
+from .sae import DictionaryShape, SparseDictionary
 from .train import Training
 
 MULTIPLE = 8                  # features per channel when the user names no size
@@ -137,6 +138,17 @@ class DictionaryJob:
         top = FeatureTop({layer: found.dictionary for layer, found in self.learned.items()}, self.request.examples,
                          device, embedding)
         return [Ride("dictionary examples", self.source, top, lambda report: self.tops.update({l: top for l in top.layers}))]
+
+    def dictionaries(self) -> dict[str, StoredDictionary]:
+        """Every layer's dictionary this process has by now (the first seed's, the one the site
+        shows): learned in this build, or stored by an earlier one."""
+        found = {}
+        for w in self.work:
+            if w.layer in self.learned:
+                found[w.layer] = StoredDictionary(w.trained_key, self.learned[w.layer].dictionary)
+            elif (weights := stored.load_trained(self.context.root, w.trained_key, w.training.seed)) is not None:
+                found[w.layer] = StoredDictionary(w.trained_key, SparseDictionary.from_weights(w.shape, weights[1]))
+        return found
 
     def finish(self) -> None:
         """Render every learned layer's feature pictures and store its record for the site."""

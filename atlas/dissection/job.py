@@ -121,7 +121,10 @@ class DissectionJob:
                   and stored.load_partial(self.root, self.keys[layer], "quantiles", self.shard) is None]
         if not layers:
             return None
-        return QuantileCounter({layer: self.model.layer(layer).channels for layer in layers}, device)
+        return QuantileCounter({layer: self.units_of(layer) for layer in layers}, device)
+
+    def units_of(self, layer: str) -> int:
+        return self.model.layer(layer).channels
 
     def finish_quantiles(self, consumer: QuantileCounter | None, report: PassReport) -> list[str]:
         """Store this shard's sketches, then merge the thresholds of every layer whose shards

@@ -16,6 +16,7 @@ from ..activation_atlas import job as activation_atlas
 from ..data.passes import DatasetContext, DatasetJob
 from ..dictionary import job as dictionary
 from ..dissection import job as dissection
+from ..dissection.features import feature_dissection
 from ..examples import job as examples
 from .request import BuildRequest
 
@@ -37,6 +38,10 @@ FEATURES: tuple[DatasetFeature, ...] = (
 
 
 def dataset_jobs(context: DatasetContext, request: BuildRequest) -> list[DatasetJob]:
-    """A job for every feature the request asks for, each made (and its input checked) now."""
-    return [feature.job(context, getattr(request, feature.field)) for feature in FEATURES
-            if getattr(request, feature.field) is not None]
+    """A job for every feature the request asks for, each made (and its input checked) now;
+    with both a dissection and dictionary features, the features are dissected too."""
+    jobs = {feature.field: feature.job(context, getattr(request, feature.field)) for feature in FEATURES
+            if getattr(request, feature.field) is not None}
+    if "dissection" in jobs and "dictionary" in jobs and context.lead:
+        jobs["feature dissection"] = feature_dissection(jobs["dissection"], jobs["dictionary"].dictionaries)
+    return list(jobs.values())

@@ -9,6 +9,8 @@ crops the site publishes under images/dictionary/; a channel's page lists the fe
 whose strongest channels include it, through `DictionaryView.of_channel`.
 
 Dead features (they never fired on the held-out photos) get no page: the index counts them.
+Where the features were dissected too (`atlas.dissection.features`), each page shows its
+concept as a channel's page does, and the index counts the detectors.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.entry import number
-from ..store.dictionary import Feature, LayerDictionary
+from ..store.dictionary import Feature, LayerDictionary, feature_layer
+from .dissection import LayerConcepts
 
 if TYPE_CHECKING:
     from .renders import Render
@@ -53,6 +56,12 @@ class FeatureView:
     @property
     def frequency(self) -> float:
         return float(self.record.frequency)
+
+    @property
+    def concepts(self):
+        """Its dissection (`site.dissection.UnitConcepts`), where its features were dissected."""
+        found = self.dictionary.concepts
+        return found.unit(self.index) if found is not None else None
 
     @property
     def coherence(self) -> float | None:
@@ -96,6 +105,11 @@ class DictionaryView:
     record: LayerDictionary
     features: list[FeatureView] = field(default_factory=list)     # the live ones, by index
     crops: dict[str, Path] = field(default_factory=dict)          # site path -> cache file, to publish
+    concepts: LayerConcepts | None = None                          # the features' dissection, where there is one
+
+    def detectors(self) -> int:
+        """Live features whose concept is confirmed on both halves of the photos."""
+        return sum(bool(f.concepts and f.concepts.detector) for f in self.features) if self.concepts else 0
 
     @property
     def path(self) -> str:
@@ -139,14 +153,18 @@ class DictionaryView:
         return sorted(found, key=lambda item: (-abs(item[1]), item[0].index))
 
 
-def attach(models: list["ModelView"], records: dict, root: Path) -> None:
+def attach(models: list["ModelView"], records: dict, root: Path, dissections: dict | None = None) -> None:
     """Give every layer its dictionary, from `atlas.store.dictionary.scan`'s records, whose
-    crops lie under `root` (the cache's dictionary folder)."""
+    crops lie under `root` (the cache's dictionary folder), and its features' dissection
+    from `atlas.store.dissection.scan`'s results (stored under `feature_layer`)."""
     for model in models:
         for layer in model.layers:
             record = records.get((model.name, model.fingerprint, layer.name))
             if record is not None:
                 layer.dictionary = _view(layer, record, Path(root))
+                found = (dissections or {}).get((model.name, model.fingerprint, feature_layer(layer.name)))
+                if found is not None and found.units == record.shape.get("size"):
+                    layer.dictionary.concepts = LayerConcepts(found)
             _unpublish_orphans(layer)
 
 

@@ -80,7 +80,7 @@ def model_views(entries, cards: list[dict], *, examples: dict | None = None,
     if atlases:
         attach_atlases(models, atlases, Path(atlas_root or "."))
     # Always: with no record left, a layer's cached feature pictures are on no page and publish nothing.
-    attach_dictionaries(models, dictionaries or {}, Path(dictionary_root or "."))
+    attach_dictionaries(models, dictionaries or {}, Path(dictionary_root or "."), dissections)
     return models
 
 

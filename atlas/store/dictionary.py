@@ -70,6 +70,12 @@ class LayerDictionary:
         return asdict(self)
 
 
+def feature_layer(layer: str) -> str:
+    """The name a layer's dictionary features go by where they are treated as a layer's
+    units (their dissection is stored under it)."""
+    return f"{layer}#features"
+
+
 def key(**parts) -> str:
     return joblib.hash({**parts, "version": DICTIONARY_VERSION})
 
