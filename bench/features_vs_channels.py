@@ -22,8 +22,12 @@ seed that fires on at least --min-photos photos), with atlas.two_photo:
 Features are reported per seed and as their mean with half the seed-to-seed spread;
 "ahead" says whether features beat channels by more than that spread.
 
-Not measured here: the 2AFC with pictures as reference (it needs every unit rendered:
-a GPU run's work).
+With --pictures N, also the 2AFC with pictures as reference: N live channels and N live
+features of the first seed per layer (each spread evenly over the live ones by index),
+rendered as a build renders them (`closeup`, --steps, 224 px, render seed 0: the channel
+objective, and the feature's direction objective), each picture judged against the same
+strong and weak photos as its unit's exemplars. One render seed and one dictionary
+seed: no spread is reported for these.
 """
 
 from __future__ import annotations
@@ -65,6 +69,42 @@ def summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(np.nanmean(values)) for name, values in scores.items()} | {"units": len(scores["2afc"])}
 
 
+def picture_scores(model, layer: str, dictionary, channels: np.ndarray, live_channels: np.ndarray,
+                   features: np.ndarray, live_features: np.ndarray, judge, view, runtime, *, count: int,
+                   steps: int) -> dict:
+    """The 2AFC with each unit's picture as reference, for `count` live channels and `count`
+    live features of `layer` (spread evenly by index), rendered in one run."""
+    from atlas.core.settings import Settings
+    from atlas.core.units import Unit
+    from atlas.dictionary.features import POWER, direction
+    from atlas.engine.batching import render
+    from channels_2afc import embed_renders
+
+    chosen_channels = live_channels[protocol.pick_channels(len(live_channels), count)]
+    chosen_features = live_features[protocol.pick_channels(len(live_features), count)]
+    atoms = dictionary.directions().numpy()
+    units = [Unit(layer, int(c), "channel") for c in chosen_channels] + [
+        Unit(layer, int(f), "feature", params={"direction": direction(atoms[f]), "power": POWER})
+        for f in chosen_features]
+    settings = Settings(size=224, steps=steps, seed=0, precision=runtime.precision)
+    results = {r.unit: r for batch in render(model, units, settings, runtime) for r in batch}
+    images = np.stack([np.stack(results[u].images) for u in units])
+    center = {"logits": view.logits.mean(0), "penultimate": view.penultimate.mean(0)}
+    renders = embed_renders(judge, images, center)["penultimate"]
+    embedding = protocol.spaces(view.logits, view.penultimate, center)["penultimate"]
+    out = {}
+    for kind, values, picked, offset in (("channels", channels, chosen_channels, 0),
+                                         ("features", features, chosen_features, len(chosen_channels))):
+        scores = []
+        for n, unit in enumerate(picked):
+            split = protocol.split_ranking(values[:, unit])
+            scores.append(protocol.pair_score(renders[offset + n], embedding[split.strong], embedding[split.weak]))
+        out[kind] = {"units": [int(u) for u in picked], "2afc": float(np.mean(scores)),
+                     "se": protocol.standard_error(scores)}
+    out["steps"], out["recipe"] = steps, settings.recipe
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--photos", type=Path, required=True)
@@ -72,6 +112,8 @@ def main() -> None:
     parser.add_argument("--store", type=Path, default=Path("bench/out/dictionary-store"))
     parser.add_argument("--min-photos", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("bench/out/features_vs_channels.json"))
+    parser.add_argument("--pictures", type=int, default=0, help="units per layer and kind scored by their picture")
+    parser.add_argument("--steps", type=int, default=256, help="steps of those pictures")
     args = parser.parse_args()
 
     made = json.loads(args.report.read_text())
@@ -107,6 +149,12 @@ def main() -> None:
                 per_seed.append(summary(unit_scores(values[:, live], embedding)))
             row[f"features_{pooling}"] = {
                 name: protocol.spread([s[name] for s in per_seed]) for name in ("2afc", "coherence", "ms", "units")}
+        if args.pictures and 0 in codes:
+            features = codes[0].pooled[layer]["max"]
+            live = np.flatnonzero(((features > 0).sum(0) >= args.min_photos) & protocol.live_units(features))
+            row["pictures"] = picture_scores(model, layer, dictionaries[(layer, 0)], channels,
+                                             np.flatnonzero(alive), features, live, judge, view, runtime,
+                                             count=args.pictures, steps=args.steps)
         report["layers"][layer] = row
         print(layer, json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -122,6 +170,14 @@ def main() -> None:
             print(f"| `{layer}` features ({pooling}) | {f['units'][0]:.0f} | {f['2afc'][0]:.3f} ± {f['2afc'][1]:.3f} | "
                   f"{f['coherence'][0]:.3f} ± {f['coherence'][1]:.3f} | {f['ms'][0]:.3f} ± {f['ms'][1]:.3f} | "
                   f"{'yes' if ahead else 'no'} |")
+    pictured = {layer: row["pictures"] for layer, row in report["layers"].items() if "pictures" in row}
+    if pictured:
+        print("\n| layer | pictures | channels: 2AFC (picture) | features: 2AFC (picture) |")
+        print("|---|---|---|---|")
+        for layer, p in pictured.items():
+            print(f"| `{layer}` | {len(p['channels']['units'])} each, {p['steps']} steps | "
+                  f"{p['channels']['2afc']:.3f} (se {p['channels']['se']:.3f}) | "
+                  f"{p['features']['2afc']:.3f} (se {p['features']['se']:.3f}) |")
 
 
 if __name__ == "__main__":
