@@ -38,3 +38,21 @@ def test_a_dead_channel_is_marked_on_its_page_and_in_its_layer(tmp_path):
     assert "Dead unit" in (index.parent / "3.html").read_text()
     for live in (0, 1, 2, 4):
         assert "Dead unit" not in (index.parent / f"{live}.html").read_text()
+
+
+def test_with_a_dissection_the_photos_decide_and_the_page_says_so(tmp_path):
+    from test_activation_atlas import photo_folder
+
+    photos = photo_folder(tmp_path / "photos", 12)
+    site = tmp_path / "site"
+    result = CliRunner().invoke(main, [
+        "build", "tests.tinynet:tiny_vgg_dead", "--weights", "random", "--layers", "features.2", "--channels", "5",
+        "--classes", "none", "--size", "32", "--steps", "8", "--precision", "fp32", "--no-connections",
+        "--dissect", str(photos), "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--out", str(site)])
+    assert result.exit_code == 0, result.output
+    index = next(site.rglob("features.2/index.html"))
+    layer = index.read_text()
+    assert re.search(r"<b>1</b> dead: <a [^>]*>3</a>", layer) and "never moved from random noise" not in layer
+    page = (index.parent / "3.html").read_text()
+    assert "Dead unit</b>: every value it takes on the dissection's photos" in page
+    assert "Dead unit" not in (index.parent / "2.html").read_text()

@@ -67,9 +67,9 @@ class UnitView:
         every value on the photos in a tiny band. "render": no dissection covers it, and its
         objective never left FLAT_BAND from the random start through every step. Photos
         decide where there are some: a unit the optimizer cannot move may still fire on them."""
-        concepts = self.concepts
-        if concepts is not None:
-            return "photos" if concepts.finding.dead else ""
+        found = None if self.prefix or self.layer.concepts is None else self.layer.concepts.result
+        if found is not None and 0 <= self.index < found.units:   # read directly: grids ask for every tile
+            return "photos" if found.is_dead(self.index) else ""
         return "render" if self.main.ok and self.main.meta.flat else ""
 
     @property
