@@ -11,6 +11,7 @@ beats a site that fails to build over one old entry.
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -49,9 +50,10 @@ class EntryMeta:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    @property
+    @cached_property
     def flat(self) -> bool:
-        """Whether the objective stayed in FLAT_BAND over the whole render (the unit is dead)."""
+        """Whether the objective stayed in FLAT_BAND over the whole render (the unit is dead).
+        Kept once read: every grid of a site asks it of every tile."""
         return is_flat(self.curve)
 
     @property
@@ -111,7 +113,8 @@ def is_flat(curve) -> bool:
     values = [v for v in curve if math.isfinite(v)]
     if len(values) < 2:
         return False
-    return max(values) - min(values) <= FLAT_BAND * max(1.0, max(abs(v) for v in values))
+    low, high = min(values), max(values)
+    return high - low <= FLAT_BAND * max(1.0, abs(low), abs(high))
 
 
 def number(value) -> float | None:
