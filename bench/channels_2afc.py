@@ -327,13 +327,19 @@ def embed_renders(judge, images: np.ndarray, center: dict) -> dict[str, np.ndarr
 
 # --- Tables ---
 
+def layer_groups(channels: list[dict]) -> list[tuple[str, list[int]]]:
+    """(layer, the indices of its channels) in report order, then ("pooled", every index):
+    the rows of every table here."""
+    layers = list(dict.fromkeys(c["layer"] for c in channels))
+    groups = [(layer, [i for i, c in enumerate(channels) if c["layer"] == layer]) for layer in layers]
+    return groups + [("pooled", list(range(len(channels))))]
+
+
 def tables(report: dict, space: str) -> str:
     """Per layer and pooled: each rendered row, then exemplars and random; mean over
     seeds (± half the spread between seeds), and the standard error over channels."""
     channels = report["channels"]
-    layers = list(dict.fromkeys(c["layer"] for c in channels))
-    groups = [(layer, [i for i, c in enumerate(channels) if c["layer"] == layer]) for layer in layers]
-    groups.append(("pooled", list(range(len(channels)))))
+    groups = layer_groups(channels)
     runs: dict[str, list[dict]] = {}
     for run in report["runs"]:
         runs.setdefault(run["name"], []).append(run)
@@ -625,10 +631,7 @@ def coherence_table(report: dict, space: str) -> str:
     """Per layer and pooled, per run name: the mean similarity of the pictures to the
     channel's 9 best photos (mean over seeds ± half the spread), and of those photos to
     each other (no picture: the ceiling a channel's own photos set)."""
-    channels = report["channels"]
-    layers = list(dict.fromkeys(c["layer"] for c in channels))
-    groups = [(layer, [i for i, c in enumerate(channels) if c["layer"] == layer]) for layer in layers]
-    groups.append(("pooled", list(range(len(channels)))))
+    groups = layer_groups(report["channels"])
     runs: dict[str, list[dict]] = {}
     for run in report["runs"]:
         if "coherence" in run["scores"][space]:

@@ -70,10 +70,11 @@ def summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
 
 
 def picture_scores(model, layer: str, dictionary, channels: np.ndarray, live_channels: np.ndarray,
-                   features: np.ndarray, live_features: np.ndarray, judge, view, runtime, *, count: int,
-                   steps: int) -> dict:
+                   features: np.ndarray, live_features: np.ndarray, judge, center: dict, embedding: np.ndarray,
+                   runtime, *, count: int, steps: int) -> dict:
     """The 2AFC with each unit's picture as reference, for `count` live channels and `count`
-    live features of `layer` (spread evenly by index), rendered in one run."""
+    live features of `layer` (spread evenly by index), rendered in one run; the photos'
+    `embedding` and the renders' are both centred on `center`."""
     from atlas.core.settings import Settings
     from atlas.core.units import Unit
     from atlas.dictionary.features import POWER, direction
@@ -89,9 +90,7 @@ def picture_scores(model, layer: str, dictionary, channels: np.ndarray, live_cha
     settings = Settings(size=224, steps=steps, seed=0, precision=runtime.precision)
     results = {r.unit: r for batch in render(model, units, settings, runtime) for r in batch}
     images = np.stack([np.stack(results[u].images) for u in units])
-    center = {"logits": view.logits.mean(0), "penultimate": view.penultimate.mean(0)}
     renders = embed_renders(judge, images, center)["penultimate"]
-    embedding = protocol.spaces(view.logits, view.penultimate, center)["penultimate"]
     out = {}
     for kind, values, picked, offset in (("channels", channels, chosen_channels, 0),
                                          ("features", features, chosen_features, len(chosen_channels))):
@@ -134,8 +133,8 @@ def main() -> None:
     codes = {seed: PhotoCodes({l: d for (l, s), d in dictionaries.items() if s == seed}, len(source), runtime.device)
              for seed in (0, 1) if any(s == seed for _, s in dictionaries)}
     stream(model, source, [means, view, *codes.values()], runtime)
-    embedding = protocol.spaces(view.logits, view.penultimate,
-                                {"logits": view.logits.mean(0), "penultimate": view.penultimate.mean(0)})["penultimate"]
+    center = {"logits": view.logits.mean(0), "penultimate": view.penultimate.mean(0)}
+    embedding = protocol.spaces(view.logits, view.penultimate, center)["penultimate"]
     report = {"model": made["model"], "photos": len(source), "min_photos": args.min_photos, "layers": {}}
     for layer in layers:
         channels = means.means[layer]
@@ -153,7 +152,8 @@ def main() -> None:
             features = codes[0].pooled[layer]["max"]
             live = np.flatnonzero(((features > 0).sum(0) >= args.min_photos) & protocol.live_units(features))
             row["pictures"] = picture_scores(model, layer, dictionaries[(layer, 0)], channels,
-                                             np.flatnonzero(alive), features, live, judge, view, runtime,
+                                             np.flatnonzero(alive), features, live, judge, center, embedding,
+                                             runtime,
                                              count=args.pictures, steps=args.steps)
         report["layers"][layer] = row
         print(layer, json.dumps(row), flush=True)

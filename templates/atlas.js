@@ -180,6 +180,18 @@
     if (pressed && !pressed.moved) show(pressed.cell);   // the cell pressed on: a captured pointer's up comes from the box
   });
 
+  // A list of [index, value, page] entries, each labelled by `label`, linked where it has a page.
+  function linkedList(entries, label) {
+    var list = document.createElement("ul");
+    entries.forEach(function (entry) {
+      var li = document.createElement("li");
+      if (entry[2]) { var a = text("a", label(entry)); a.href = entry[2]; li.appendChild(a); }
+      else li.textContent = label(entry);
+      list.appendChild(li);
+    });
+    return list;
+  }
+
   function show(found) {
     if (!found) { detail.hidden = true; return; }
     var cell = found.cell;
@@ -200,26 +212,10 @@
     }
     if (cell[7] && cell[7].length) {
       detail.appendChild(text("h3", "Dictionary features its activations use most"));
-      var features = document.createElement("ul");
-      cell[7].forEach(function (entry) {
-        var li = document.createElement("li");
-        var label = "feature " + entry[0] + " · mean code " + entry[1].toFixed(3);
-        if (entry[2]) { var a = text("a", label); a.href = entry[2]; li.appendChild(a); }
-        else li.textContent = label;
-        features.appendChild(li);
-      });
-      detail.appendChild(features);
+      detail.appendChild(linkedList(cell[7], function (e) { return "feature " + e[0] + " · mean code " + e[1].toFixed(3); }));
     }
     detail.appendChild(text("h3", "Strongest channels of its average"));
-    var channels = document.createElement("ul");
-    cell[5].forEach(function (entry) {
-      var li = document.createElement("li");
-      var label = "[" + entry[0] + "] " + entry[1].toFixed(3);
-      if (entry[2]) { var a = text("a", label); a.href = entry[2]; li.appendChild(a); }
-      else li.textContent = label;
-      channels.appendChild(li);
-    });
-    detail.appendChild(channels);
+    detail.appendChild(linkedList(cell[5], function (e) { return "[" + e[0] + "] " + e[1].toFixed(3); }));
     if (cell[6].length) {
       detail.appendChild(text("h3", "Photos whose activations fell here"));
       var photos = document.createElement("div");
