@@ -42,13 +42,15 @@ def scale_of(centred: torch.Tensor) -> float:
 
 def new_dictionary(vectors: torch.Tensor, shape: DictionaryShape, seed: int) -> SparseDictionary:
     """A dictionary set up for `vectors` [N, C]: their mean and scale, seeded atoms, and for an
-    archetypal one, seeded candidate points among the (normalized) vectors."""
+    archetypal one, seeded candidate points among the (normalized) vectors: drawn with the
+    training seed, or with the shape's `candidate_seed` when it has one."""
     generator = torch.Generator().manual_seed(seed)
     mean = vectors.float().mean(0)
     scale = scale_of(vectors.float() - mean)
     candidates = None
     if shape.kind == "archetypal":
-        picked = torch.randperm(len(vectors), generator=generator)[:shape.candidates]
+        drawing = generator if shape.candidate_seed is None else torch.Generator().manual_seed(shape.candidate_seed)
+        picked = torch.randperm(len(vectors), generator=drawing)[:shape.candidates]
         candidates = (vectors[picked].float() - mean) / scale
     return SparseDictionary(shape, mean, scale, candidates, generator)
 
@@ -102,7 +104,8 @@ def _step(model: SparseDictionary, x: torch.Tensor, idle: torch.Tensor, training
     target = model.normalized(x)
     pre = model.pre_codes(x)
     codes = model.sparsify(pre, training=True)
-    residual = target - (codes @ model.atoms + model.decoder_bias)
+    atoms = model.atoms     # an archetypal dictionary's atoms are a product worth computing once a step
+    residual = target - (codes @ atoms + model.decoder_bias)
     loss = residual.pow(2).sum(1).mean()
     dead = idle > training.dead_after
     if dead.any() and training.aux_weight:
@@ -111,6 +114,6 @@ def _step(model: SparseDictionary, x: torch.Tensor, idle: torch.Tensor, training
         masked = pre * dead
         top = masked.topk(k, dim=1)
         aux_codes = torch.zeros_like(pre).scatter(1, top.indices, top.values)
-        aux = (aux_codes @ model.atoms - residual.detach()).pow(2).sum(1).mean()
+        aux = (aux_codes @ atoms - residual.detach()).pow(2).sum(1).mean()
         loss = loss + training.aux_weight * aux / residual.detach().pow(2).sum(1).mean().clamp(min=1e-8)
     return loss, (codes > 0).any(0)
