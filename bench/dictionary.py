@@ -95,8 +95,6 @@ def main() -> None:
     parser.add_argument("--multiple", type=int, default=8)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--kind", default="topk")
-    parser.add_argument("--candidate-seed", type=int, default=None,
-                        help="archetypal: draw the same candidate points for every seed (default: each seed its own)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--photo-counts", default="250,500")
@@ -118,8 +116,7 @@ def main() -> None:
     for layer in layers:
         vectors, images = arrays[layer]["vectors"], arrays[layer]["images"]
         channels = vectors.shape[1]
-        shape = DictionaryShape(channels, args.multiple * channels, args.k, args.kind,
-                                candidate_seed=args.candidate_seed)
+        shape = DictionaryShape(channels, args.multiple * channels, args.k, args.kind)
         training = Training(epochs=args.epochs)
         start = time.perf_counter()
         key = stored.key(bench=args.model, layer=layer, dataset=source.fingerprint(), shape=shape.as_dict(),
@@ -128,8 +125,7 @@ def main() -> None:
         found = learn(vectors, images, shape, training, layer=layer, holdout=0.1, seeds=args.seeds,
                       device=runtime.device, root=args.store, key=key)
         measured = found.quality.as_dict()
-        row = {"channels": channels, "size": shape.size, "k": shape.k, "kind": shape.kind,
-               "candidate_seed": shape.candidate_seed, "vectors": len(vectors),
+        row = {"channels": channels, "size": shape.size, "k": shape.k, "kind": shape.kind, "vectors": len(vectors),
                "train_vectors": found.train_vectors, "held_out_vectors": measured.pop("vectors"), **measured,
                "stability": found.stability,
                "seconds": time.perf_counter() - start if fresh else None, "key": key, "by_photos": {}}

@@ -55,19 +55,6 @@ def test_an_archetypal_dictionary_trains_and_its_atoms_stay_near_the_data():
     assert ((model.atoms - mixed).norm(dim=1) <= 0.1 + 1e-5).all()
 
 
-def test_a_candidate_seed_gives_every_training_seed_the_same_hull_and_enters_the_key_only_when_set():
-    vectors, _ = planted(count=3000)
-    shape = DictionaryShape(channels=16, size=48, k=3, kind="archetypal", candidates=256)
-    own = [new_dictionary(vectors, shape, seed).candidates for seed in (0, 1)]
-    assert not torch.equal(own[0], own[1])
-    shared = DictionaryShape(**{**shape.as_dict(), "candidate_seed": 5})
-    first, second = (new_dictionary(vectors, shared, seed) for seed in (0, 1))
-    assert torch.equal(first.candidates, second.candidates)
-    assert not torch.equal(first.mix, second.mix)            # the training seed still starts the mix
-    assert "candidate_seed" not in shape.as_dict()           # keys of dictionaries trained before it stay
-    assert DictionaryShape(**shared.as_dict()) == shared     # a stored record reads back as it was
-
-
 def test_quality_by_hand_for_a_dictionary_that_copies_its_input():
     """Atoms = the channel axes with k = C: every vector decodes exactly (R² 1, L0 = its
     non-zero channels); a feature never active is dead."""

@@ -48,9 +48,6 @@ class DictionaryShape:
     kind: str = "topk"
     candidates: int = 4096    # archetypal: data points the atoms mix
     relax: float = 0.1        # archetypal: the nudge's bound, as a share of the data's scale
-    # archetypal: None draws the candidate points with each training seed; a number draws the
-    # same points for every seed, so two seeds mix atoms from one hull (Fel et al. 2025)
-    candidate_seed: int | None = None
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -59,12 +56,7 @@ class DictionaryShape:
             raise ValueError(f"k must be between 1 and the dictionary size {self.size}, got {self.k}")
 
     def as_dict(self) -> dict:
-        """The fields, as the cache key and the stored record hold them: a knob added later
-        enters only when set, so dictionaries trained before it keep their keys."""
-        fields = asdict(self)
-        if fields["candidate_seed"] is None:
-            del fields["candidate_seed"]
-        return fields
+        return asdict(self)
 
 
 class SparseDictionary(nn.Module):
