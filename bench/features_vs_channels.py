@@ -23,11 +23,12 @@ Features are reported per seed and as their mean with half the seed-to-seed spre
 "ahead" says whether features beat channels by more than that spread.
 
 With --pictures N, also the 2AFC with pictures as reference: N live channels and N live
-features of the first seed per layer (each spread evenly over the live ones by index),
-rendered as a build renders them (`closeup`, --steps, 224 px, render seed 0: the channel
-objective, and the feature's direction objective), each picture judged against the same
-strong and weak photos as its unit's exemplars. One render seed and one dictionary
-seed: no spread is reported for these.
+features of each dictionary seed per layer (each spread evenly over the live ones by
+index), rendered as a build renders them (`closeup`, --steps, 224 px, render seed 0: the
+channel objective, and the feature's direction objective), each picture judged against
+the same strong and weak photos as its unit's exemplars (a feature's photos ranked by
+its code pooled by max and by mean). Features are reported per dictionary seed and as
+their mean with half the spread; one render seed.
 """
 
 from __future__ import annotations
@@ -69,37 +70,43 @@ def summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
     return {name: float(np.nanmean(values)) for name, values in scores.items()} | {"units": len(scores["2afc"])}
 
 
-def picture_scores(model, layer: str, dictionary, channels: np.ndarray, live_channels: np.ndarray,
-                   features: np.ndarray, live_features: np.ndarray, judge, center: dict, embedding: np.ndarray,
-                   runtime, *, count: int, steps: int) -> dict:
-    """The 2AFC with each unit's picture as reference, for `count` live channels and `count`
-    live features of `layer` (spread evenly by index), rendered in one run; the photos'
-    `embedding` and the renders' are both centred on `center`."""
+def picture_scores(model, layer: str, channels: np.ndarray, live_channels: np.ndarray, pictured: dict,
+                   judge, center: dict, embedding: np.ndarray, runtime, *, count: int, steps: int) -> dict:
+    """The 2AFC with each unit's picture as reference, for `count` live channels of `layer`
+    and `count` live features of each dictionary seed (`pictured`: seed -> (dictionary,
+    {pooling: codes [N, D]}, live feature indices)), each spread evenly by index and all
+    rendered in one run; a feature's photos ranked by each pooling of its codes. The
+    photos' `embedding` and the renders' are both centred on `center`."""
     from atlas.core.settings import Settings
     from atlas.core.units import Unit
     from atlas.dictionary.features import POWER, direction
     from atlas.engine.batching import render
     from channels_2afc import embed_renders
 
-    chosen_channels = live_channels[protocol.pick_channels(len(live_channels), count)]
-    chosen_features = live_features[protocol.pick_channels(len(live_features), count)]
-    atoms = dictionary.directions().numpy()
-    units = [Unit(layer, int(c), "channel") for c in chosen_channels] + [
-        Unit(layer, int(f), "feature", params={"direction": direction(atoms[f]), "power": POWER})
-        for f in chosen_features]
+    groups = {"channels": ({"mean": channels}, live_channels[protocol.pick_channels(len(live_channels), count)], None)}
+    for seed, (dictionary, codes, live) in pictured.items():
+        groups[f"features_seed{seed}"] = (codes, live[protocol.pick_channels(len(live), count)],
+                                          dictionary.directions().numpy())
+    units = []
+    for name, (_, picked, atoms) in groups.items():
+        units += [Unit(layer, int(u), "channel") if atoms is None else
+                  Unit(layer, int(u), "feature", params={"direction": direction(atoms[u]), "power": POWER})
+                  for u in picked]
     settings = Settings(size=224, steps=steps, seed=0, precision=runtime.precision)
     results = {r.unit: r for batch in render(model, units, settings, runtime) for r in batch}
-    images = np.stack([np.stack(results[u].images) for u in units])
-    renders = embed_renders(judge, images, center)["penultimate"]
-    out = {}
-    for kind, values, picked, offset in (("channels", channels, chosen_channels, 0),
-                                         ("features", features, chosen_features, len(chosen_channels))):
-        scores = []
-        for n, unit in enumerate(picked):
-            split = protocol.split_ranking(values[:, unit])
-            scores.append(protocol.pair_score(renders[offset + n], embedding[split.strong], embedding[split.weak]))
-        out[kind] = {"units": [int(u) for u in picked], "2afc": float(np.mean(scores)),
-                     "se": protocol.standard_error(scores)}
+    renders = embed_renders(judge, np.stack([np.stack(results[u].images) for u in units]), center)["penultimate"]
+    out, offset = {}, 0
+    for name, (rankings, picked, _) in groups.items():
+        out[name] = {"units": [int(u) for u in picked], "by": {}}
+        for pooling, values in rankings.items():
+            scores = []
+            for n, unit in enumerate(picked):
+                split = protocol.split_ranking(values[:, unit])
+                scores.append(protocol.pair_score(renders[offset + n], embedding[split.strong], embedding[split.weak]))
+            out[name]["by"][pooling] = {"2afc": float(np.mean(scores)), "se": protocol.standard_error(scores)}
+        offset += len(picked)
+    seeds = [v["by"] for k, v in out.items() if k.startswith("features_seed")]
+    out["features"] = {pooling: protocol.spread([by[pooling]["2afc"] for by in seeds]) for pooling in seeds[0]}
     out["steps"], out["recipe"] = steps, settings.recipe
     return out
 
@@ -148,13 +155,14 @@ def main() -> None:
                 per_seed.append(summary(unit_scores(values[:, live], embedding)))
             row[f"features_{pooling}"] = {
                 name: protocol.spread([s[name] for s in per_seed]) for name in ("2afc", "coherence", "ms", "units")}
-        if args.pictures and 0 in codes:
-            features = codes[0].pooled[layer]["max"]
-            live = np.flatnonzero(((features > 0).sum(0) >= args.min_photos) & protocol.live_units(features))
-            row["pictures"] = picture_scores(model, layer, dictionaries[(layer, 0)], channels,
-                                             np.flatnonzero(alive), features, live, judge, center, embedding,
-                                             runtime,
-                                             count=args.pictures, steps=args.steps)
+        if args.pictures and codes:
+            pictured = {}
+            for seed, consumer in codes.items():
+                values = consumer.pooled[layer]["max"]
+                live = np.flatnonzero(((values > 0).sum(0) >= args.min_photos) & protocol.live_units(values))
+                pictured[seed] = (dictionaries[(layer, seed)], consumer.pooled[layer], live)
+            row["pictures"] = picture_scores(model, layer, channels, np.flatnonzero(alive), pictured, judge,
+                                             center, embedding, runtime, count=args.pictures, steps=args.steps)
         report["layers"][layer] = row
         print(layer, json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -172,12 +180,17 @@ def main() -> None:
                   f"{'yes' if ahead else 'no'} |")
     pictured = {layer: row["pictures"] for layer, row in report["layers"].items() if "pictures" in row}
     if pictured:
-        print("\n| layer | pictures | channels: 2AFC (picture) | features: 2AFC (picture) |")
-        print("|---|---|---|---|")
+        print("\n| layer | pictures | features' photos ranked by | channels: 2AFC (picture) | "
+              "features: 2AFC (picture), per seed | features, mean ± spread | ahead |")
+        print("|---|---|---|---|---|---|---|")
         for layer, p in pictured.items():
-            print(f"| `{layer}` | {len(p['channels']['units'])} each, {p['steps']} steps | "
-                  f"{p['channels']['2afc']:.3f} (se {p['channels']['se']:.3f}) | "
-                  f"{p['features']['2afc']:.3f} (se {p['features']['se']:.3f}) |")
+            c = p["channels"]["by"]["mean"]
+            for pooling, (mean, half) in p["features"].items():
+                seeds = " / ".join(f"{v['by'][pooling]['2afc']:.3f} (se {v['by'][pooling]['se']:.3f})"
+                                   for k, v in p.items() if k.startswith("features_seed"))
+                print(f"| `{layer}` | {len(p['channels']['units'])} each, {p['steps']} steps | {pooling} code | "
+                      f"{c['2afc']:.3f} (se {c['se']:.3f}) | {seeds} | {mean:.3f} ± {half:.3f} | "
+                      f"{'yes' if mean - half > c['2afc'] else 'no'} |")
 
 
 if __name__ == "__main__":
