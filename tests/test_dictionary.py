@@ -117,6 +117,28 @@ def test_sampling_is_seeded_per_photo_and_the_held_out_photos_are_a_share_of_the
     assert collect.per_photo(10, 64, 1000) is None and collect.per_photo(100, 64, 1000) == 16
 
 
+def test_a_features_photos_rank_by_its_mean_code_and_crop_where_it_is_strongest():
+    """Photo 0 has one strong position, photo 1 a weaker code everywhere: photo 1 fires more
+    over the whole map, as a picture fills the whole map, and ranks first."""
+    from types import SimpleNamespace
+
+    from atlas.dictionary.features import FeatureTop
+
+    shape = DictionaryShape(channels=2, size=2, k=2)
+    identity = SparseDictionary(shape, torch.zeros(2), 1.0)
+    with torch.no_grad():
+        identity.encoder.copy_(torch.eye(2))
+    maps = torch.zeros(2, 2, 3, 3)
+    maps[0, 0, 2, 1] = 5.0
+    maps[1, 0] = 2.0
+    top = FeatureTop({"L": identity}, k=2, device=CPU)
+    top.update(SimpleNamespace(acts={"L": maps}, ids=torch.tensor([10, 11])))
+    values, ids, positions = top.best["L"]
+    assert ids[0].tolist() == [11, 10]
+    assert values[0].tolist() == pytest.approx([2.0, 5.0 / 9])
+    assert positions[0, 1].tolist() == [2, 1]
+
+
 def test_a_features_coherence_is_how_alike_its_top_photos_look():
     from atlas.dictionary.features import coherences
 
