@@ -10,6 +10,8 @@ torchvision, jinja2, click, joblib, pillow and pytest (PYTHONPATH=. is enough):
      reason, never counted as passed;
   2. a real build through the CLI: VGG16 (random weights), a few layers and
      classes at 224 px, then `atlas render`, with the batch the build measured;
+     and picture sets (`--pictures 4` on a quarter of the channels) against one
+     picture of every channel: the same images, so seconds per image compare;
   3. the throughput benchmark at 224 px in bf16, twice: as before issue 27 (eager
      steps, an fp32 image side: ATLAS_CUDA_GRAPHS=0 ATLAS_IMAGE_DTYPE=fp32) and as
      today (each batch's step replayed as a CUDA graph, the image side in bf16):
@@ -58,6 +60,9 @@ PROFILES = {
         "atlas": ["--model", "vgg16", "--weights", "random", "--layers", "features.28", "--positions", "100",
                   "--layout", "umap", "--icon-steps", "256", "--batch-size", "64", "--levels", "20,40,80"],
         "dictionary": ["--model", "vgg16", "--weights", "random", "--layer", "features.28", "--vectors", "1000000"],
+        # (build arguments without --channels, channels per layer of the sets build)
+        "pictures": (["vgg16", "--weights", "random", "--layers", "features.0,features.14,features.28",
+                      "--classes", "none", "--size", "224", "--steps", "64"], 16),
     },
     "cpu": {
         "build": ["tests.tinynet:tiny_vgg", "--weights", "random", "--layers", "features.0,features.5",
@@ -71,6 +76,8 @@ PROFILES = {
                   "--workers", "0"],
         "dictionary": ["--model", "tests.tinynet:tiny_vgg", "--weights", "random", "--layer", "features.5",
                        "--vectors", "20000", "--epochs", "1", "--workers", "0"],
+        "pictures": (["tests.tinynet:tiny_vgg", "--weights", "random", "--layers", "features.0,features.5",
+                      "--classes", "none", "--size", "32", "--steps", "4"], 2),
     },
 }
 
@@ -126,6 +133,14 @@ def main() -> int:
                                        "--cache-dir", str(work / "cache-inline"), "--no-site", "--inline-store"],
                       out, env)
         build["inline"] = {**inline, "entries": _entries(work / "cache-inline", out / "build-inline.log")}
+        arguments, quarter = profile["pictures"]
+        for label, channels, pictures in (("one picture", 4 * quarter, 1), ("sets of 4", quarter, 4)):
+            name = f"build-pictures-{pictures}"
+            run = _run(name, [sys.executable, "-m", "atlas", "build", *arguments, "--channels", str(channels),
+                              "--pictures", str(pictures), "--device", device, "--cache-dir", str(work / name),
+                              "--no-site"], out, env)
+            build.setdefault("pictures", {})[label] = {**run, "entries": _entries(work / name, out / f"{name}.log")}
+            failed += [name] if run["returncode"] else []
         report["steps"]["build"] = build
         failed += [name for name, step in (("build", build), ("render", render), ("build-inline", inline))
                    if step["returncode"]]
@@ -308,6 +323,11 @@ def markdown(report: dict) -> str:
                 lines.append(f"- {label}: {e['ok']}/{e['units']} units stored; rendering {e['render_seconds']} s "
                              f"({e['seconds_per_unit']} s/unit), render-and-store loop {e['loop_seconds']} s, "
                              f"on {e['device']}")
+        for label, run in b.get("pictures", {}).items():
+            e = run["entries"]
+            if e:
+                lines.append(f"- {label}: {e['ok']} images, {e['render_seconds'] / e['units']:.4f} s of rendering "
+                             f"per image, render-and-store loop {e['loop_seconds']} s")
         lines.append("")
     for name, title in (("throughput-before", "3a. Throughput before issue 27 (eager steps, fp32 image side)"),
                         ("throughput", "3b. Throughput today (CUDA graphs, bf16 image side)")):

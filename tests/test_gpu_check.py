@@ -48,6 +48,8 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     build = steps["build"]
     assert build["entries"]["ok"] == build["entries"]["units"] == 12
     assert build["inline"]["entries"]["ok"] == 12 and build["render_site"]["returncode"] == 0
+    # one picture of 8 channels per layer, and sets of 4 of 2: the same 16 images, each stored on its own
+    assert [run["entries"]["ok"] for run in build["pictures"].values()] == [16, 16]
     rows = steps["throughput"]["measured"]["rows"]
     assert [r["layer"] for r in rows] == ["features.0", "features.2", "features.5", "classifier.3"]
     assert all(r["ms_per_image_step"] > 0 and r["gflop_per_image_step"] > 0 for r in rows)
@@ -63,6 +65,7 @@ def test_gpu_check_runs_every_step_on_the_cpu_and_writes_one_report(tmp_path):
     text = (out / "gpu-check.md").read_text()
     assert "- skipped: tests/test_accelerator.py" in text
     assert "| features.5 |" in text and "Projected full atlas" in text and "Failed steps: none" in text
+    assert "- sets of 4: 16 images" in text
     assert "## 4. Network dissection" in text and "## 5. Activation atlas" in text
     assert (out / "work" / "site" / "index.html").is_file()
 
