@@ -63,7 +63,7 @@ from atlas.two_photo.consumers import JudgeEmbeddings            # noqa: E402
 from channels_2afc import embed_renders, judge_embeddings, load_judge   # noqa: E402
 
 PROBE = "feature_probe"
-VARIANTS = ("atom", "encoder")   # atom-centred scored level with atom (+0.003, se 0.025) at _blocks.10
+VARIANTS = ("atom", "atom-centred", "encoder")
 POOLINGS = ("max", "mean")
 kinds.register(kinds.Kind(PROBE, "feature objective probe", layouts=SPATIAL, page=kinds.Page.FEATURE,
                           params=("direction", "power", "origin")))
@@ -82,7 +82,8 @@ def _probe(rows, ctx):
     return objectives.Objective(score, inner.layers)
 
 
-def variants(layer: str, dictionary: SparseDictionary, feature: int) -> dict[str, Unit]:
+def variants(layer: str, dictionary: SparseDictionary, feature: int, names: list[str]) -> dict[str, Unit]:
+    """The feature's unit under each objective of `names` (VARIANTS)."""
     scale = float(dictionary.scale)
     origin = (dictionary.mean + scale * dictionary.decoder_bias).detach()
     encoder = torch.nn.functional.normalize(dictionary.encoder.detach()[:, feature], dim=0)
@@ -91,7 +92,7 @@ def variants(layer: str, dictionary: SparseDictionary, feature: int) -> dict[str
                                                           "origin": direction(origin.numpy())})
     made = {"atom": Unit(layer, feature, "feature", params={"direction": direction(atom.numpy()), "power": POWER}),
             "atom-centred": probe(atom), "encoder": probe(encoder)}
-    return {name: made[name] for name in VARIANTS}
+    return {name: made[name] for name in names}
 
 
 @torch.no_grad()
@@ -114,6 +115,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=16)
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--min-photos", type=int, default=30)
+    parser.add_argument("--variants", default="atom,encoder",
+                        help=f"objectives to render, of {', '.join(VARIANTS)} (atom-centred scored level with atom, "
+                             "+0.003 se 0.025, at _blocks.10)")
     parser.add_argument("--out", type=Path, default=Path("bench/out/feature_objectives.json"))
     args = parser.parse_args()
 
@@ -134,7 +138,7 @@ def main() -> None:
     live = np.flatnonzero(((values > 0).sum(0) >= args.min_photos) & protocol.live_units(values))
     picked = [int(f) for f in live[protocol.pick_channels(len(live), args.count)]]
 
-    made_units = {f: variants(args.layer, dictionary.cpu(), f) for f in picked}
+    made_units = {f: variants(args.layer, dictionary.cpu(), f, args.variants.split(",")) for f in picked}
     names = list(made_units[picked[0]])
     units = [made_units[f][name] for name in names for f in picked]
     settings = Settings(size=224, steps=args.steps, seed=0, precision=runtime.precision)
