@@ -49,7 +49,7 @@ from atlas.core.settings import Settings                         # noqa: E402
 from atlas.core.units import Unit                                # noqa: E402
 from atlas.data import sources                                   # noqa: E402
 from atlas.data.stream import stream                             # noqa: E402
-from atlas.dictionary.features import POWER, PhotoCodes, direction   # noqa: E402
+from atlas.dictionary.features import POOLINGS, POWER, PhotoCodes, direction, feature_unit   # noqa: E402
 from atlas.dictionary.sae import DictionaryShape, SparseDictionary   # noqa: E402
 from atlas.engine import objectives                              # noqa: E402
 from atlas.engine.batching import render                         # noqa: E402
@@ -64,7 +64,6 @@ from channels_2afc import embed_renders, judge_embeddings, load_judge   # noqa: 
 
 PROBE = "feature_probe"
 VARIANTS = ("atom", "atom-centred", "encoder")
-POOLINGS = ("max", "mean")
 kinds.register(kinds.Kind(PROBE, "feature objective probe", layouts=SPATIAL, page=kinds.Page.FEATURE,
                           params=("direction", "power", "origin")))
 
@@ -90,7 +89,7 @@ def variants(layer: str, dictionary: SparseDictionary, feature: int, names: list
     atom = dictionary.directions()[feature]
     probe = lambda d: Unit(layer, feature, PROBE, params={"direction": direction(d.numpy()), "power": POWER,  # noqa: E731
                                                           "origin": direction(origin.numpy())})
-    made = {"atom": Unit(layer, feature, "feature", params={"direction": direction(atom.numpy()), "power": POWER}),
+    made = {"atom": feature_unit(layer, feature, atom.numpy()),
             "atom-centred": probe(atom), "encoder": probe(encoder)}
     return {name: made[name] for name in names}
 

@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from atlas.data import sources                                    # noqa: E402
 from atlas.data.stream import stream                             # noqa: E402
-from atlas.dictionary.features import PhotoCodes                 # noqa: E402
+from atlas.dictionary.features import POOLINGS, PhotoCodes       # noqa: E402
 from atlas.dictionary.sae import DictionaryShape, SparseDictionary   # noqa: E402
 from atlas.model.loading import load_model                       # noqa: E402
 from atlas.model.runtime import resolve_runtime                  # noqa: E402
@@ -79,7 +79,7 @@ def picture_scores(model, layer: str, channels: np.ndarray, live_channels: np.nd
     photos' `embedding` and the renders' are both centred on `center`."""
     from atlas.core.settings import Settings
     from atlas.core.units import Unit
-    from atlas.dictionary.features import POWER, direction
+    from atlas.dictionary.features import feature_unit
     from atlas.engine.batching import render
     from channels_2afc import embed_renders
 
@@ -89,8 +89,7 @@ def picture_scores(model, layer: str, channels: np.ndarray, live_channels: np.nd
                                           dictionary.directions().numpy())
     units = []
     for name, (_, picked, atoms) in groups.items():
-        units += [Unit(layer, int(u), "channel") if atoms is None else
-                  Unit(layer, int(u), "feature", params={"direction": direction(atoms[u]), "power": POWER})
+        units += [Unit(layer, int(u), "channel") if atoms is None else feature_unit(layer, u, atoms[u])
                   for u in picked]
     settings = Settings(size=224, steps=steps, seed=0, precision=runtime.precision)
     results = {r.unit: r for batch in render(model, units, settings, runtime) for r in batch}
@@ -147,7 +146,7 @@ def main() -> None:
         channels = means.means[layer]
         alive = protocol.live_units(channels)
         row = {"channels": summary(unit_scores(channels[:, alive], embedding)), "dead_channels": int((~alive).sum())}
-        for pooling in ("max", "mean"):
+        for pooling in POOLINGS:
             per_seed = []
             for seed, consumer in codes.items():
                 values = consumer.pooled[layer][pooling]
@@ -172,7 +171,7 @@ def main() -> None:
     for layer, row in report["layers"].items():
         c = row["channels"]
         print(f"| `{layer}` channels | {c['units']} | {c['2afc']:.3f} | {c['coherence']:.3f} | {c['ms']:.3f} | |")
-        for pooling in ("max", "mean"):
+        for pooling in POOLINGS:
             f = row[f"features_{pooling}"]
             ahead = all(f[m][0] - f[m][1] > c[m] for m in ("2afc", "coherence"))
             print(f"| `{layer}` features ({pooling}) | {f['units'][0]:.0f} | {f['2afc'][0]:.3f} ± {f['2afc'][1]:.3f} | "

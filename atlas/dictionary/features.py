@@ -28,13 +28,14 @@ from .sae import SparseDictionary
 # two-photo test with pictures as reference, `_blocks.10`: 0.562 by mean, 0.487 by max), and
 # like each other (exemplars 0.726 against 0.710; BENCHMARKS, "Dictionary features").
 POOLING = "mean"
+POOLINGS = ("max", "mean")   # every way `pool` knows (the benches compare them)
 POWER = 1.0          # of the cosine in a feature's objective (`engine.objectives.spread_direction`)
 SHOWN_CHANNELS = 6
 ROUND = 5            # digits of a direction's components: the unit's cache key follows them
 
 
 class FeatureTop:
-    """Per layer, each feature's top-k photos by their pooled code (`pooled`), each with the
+    """Per layer, each feature's top-k photos by their pooled code (`pool`), each with the
     position of its strongest code. State: [D, k] per layer, and every photo's embedding
     (`PhotoEmbedding`) when one is asked for: what tells whether a feature's top photos
     look alike (`coherences`)."""
@@ -58,16 +59,16 @@ class FeatureTop:
             self.grids[layer] = (h, w)
             # One photo at a time: [positions, D] codes of a deep layer's big dictionary stay small.
             codes = [dictionary.encode(maps[n].flatten(1).T) for n in range(b)]
-            values = torch.stack([pooled(c) for c in codes])                     # [B, D]
+            values = torch.stack([pool(c) for c in codes])                       # [B, D]
             where = torch.stack([c.argmax(0) for c in codes])
             positions = torch.stack([where // w, where % w], -1)                 # [B, D, 2]
             self.best[layer] = merge_top(self.best[layer], values.T, batch.ids.to(values.device).expand(values.shape[1], -1),
                                          positions.transpose(0, 1), k=self.k)
 
 
-def pooled(codes: torch.Tensor) -> torch.Tensor:
+def pool(codes: torch.Tensor, pooling: str = POOLING) -> torch.Tensor:
     """[D] a photo's value per feature from its codes at every position [P, D]."""
-    return codes.mean(0) if POOLING == "mean" else codes.max(0).values
+    return codes.mean(0) if pooling == "mean" else codes.max(0).values
 
 
 class PhotoEmbedding:
@@ -126,7 +127,7 @@ class PhotoCodes:
     def __init__(self, dictionaries: dict[str, SparseDictionary], count: int, device: torch.device):
         self.dictionaries = {layer: d.to(device).eval() for layer, d in dictionaries.items()}
         self.layers = frozenset(dictionaries)
-        self.pooled = {layer: {p: np.full((count, d.shape.size), np.nan, np.float32) for p in ("max", "mean")}
+        self.pooled = {layer: {p: np.full((count, d.shape.size), np.nan, np.float32) for p in POOLINGS}
                        for layer, d in dictionaries.items()}
 
     @torch.no_grad()
@@ -136,19 +137,23 @@ class PhotoCodes:
             maps = batch.acts[layer]
             for n, index in enumerate(ids):
                 codes = dictionary.encode(maps[n].flatten(1).T)
-                self.pooled[layer]["max"][index] = codes.max(0).values.float().cpu().numpy()
-                self.pooled[layer]["mean"][index] = codes.mean(0).float().cpu().numpy()
+                for pooling, values in self.pooled[layer].items():
+                    values[index] = pool(codes, pooling).float().cpu().numpy()
 
 
 def direction(atom: np.ndarray) -> tuple[float, ...]:
     return tuple(round(float(x), ROUND) for x in atom)
 
 
+def feature_unit(layer: str, feature: int, atom: np.ndarray) -> Unit:
+    """The `feature` unit whose picture is feature `feature`'s: its atom's direction `atom` [C]."""
+    return Unit(layer, int(feature), "feature", params={"direction": direction(atom), "power": POWER})
+
+
 def feature_units(layer: str, directions: np.ndarray, frequency: np.ndarray, count: int | None) -> list[Unit]:
     """The units of the `count` most frequent live features (every live one when None)."""
     live = [int(f) for f in np.argsort(-frequency, kind="stable") if frequency[f] > 0]
-    return [Unit(layer, f, "feature", params={"direction": direction(directions[f]), "power": POWER})
-            for f in live[:count]]
+    return [feature_unit(layer, f, directions[f]) for f in live[:count]]
 
 
 def strongest(atom: np.ndarray, count: int = SHOWN_CHANNELS) -> list[list]:
