@@ -188,7 +188,7 @@ def build(tmp_path, photos, *more):
         "--no-connections", *more])
 
 
-def test_build_learns_a_dictionary_shows_its_features_and_resumes_from_the_cache(tmp_path):
+def test_build_learns_a_dictionary_shows_its_features_and_resumes_from_the_cache(tmp_path, monkeypatch):
     photos = photo_folder(tmp_path / "photos", 30)
     first = build(tmp_path, photos)
     assert first.exit_code == 0, first.output
@@ -211,6 +211,14 @@ def test_build_learns_a_dictionary_shows_its_features_and_resumes_from_the_cache
     again = build(tmp_path, photos)
     assert again.exit_code == 0 and "dictionary features of 1 layer: from cache" in again.output
     assert list(stored.scan(tmp_path / "cache").values()) == records
+    # A new record version makes the record again (from the stored vectors and training)
+    monkeypatch.setattr(stored, "RECORD_VERSION", stored.RECORD_VERSION + 1)
+    newer = build(tmp_path, photos)
+    assert newer.exit_code == 0 and "dictionary features of 1 layer: from cache" not in newer.output
+    assert "dictionary of features.5: 32 features" in newer.output
+    assert len(list((tmp_path / "cache" / "dictionary").glob("*.json"))) == 2      # the old record and the new
+    with pytest.raises(ValueError, match="version"):
+        stored.key(kind="record", version=3)
 
 
 def test_too_few_photos_for_the_dictionary_stop_the_build_in_one_line_before_rendering(tmp_path):

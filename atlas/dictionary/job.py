@@ -244,7 +244,7 @@ def job_for_build(context: DatasetContext, request: DictionaryRequest) -> Dictio
                                  dataset=dataset, budget=budget, seed=seed, precision=precision, size=model.input_size)
         trained_key = stored.key(kind="trained", vectors=vectors_key, shape=shape.as_dict(), training=training.as_dict(),
                                  holdout=request.holdout)
-        record_key = stored.key(kind="record", version=stored.RECORD_VERSION, trained=trained_key,
+        record_key = stored.key(kind="record", record_version=stored.RECORD_VERSION, trained=trained_key,
                                 seeds=request.seeds, examples=request.examples,
                                 pictures=request.pictures, settings=context.settings.as_dict())
         work.append(LayerWork(layer, positions, chosen, shape, training, vectors_key, trained_key, record_key))

@@ -79,6 +79,10 @@ def feature_layer(layer: str) -> str:
 
 
 def key(**parts) -> str:
+    """A hash of `parts` and DICTIONARY_VERSION. A part named `version` would be replaced by
+    it, silently: a record's own version goes in as `record_version`."""
+    if "version" in parts:
+        raise ValueError("a dictionary key's 'version' is DICTIONARY_VERSION; name another version otherwise")
     return joblib.hash({**parts, "version": DICTIONARY_VERSION})
 
 
