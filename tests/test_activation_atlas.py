@@ -279,3 +279,12 @@ def test_a_vits_attributions_pass_its_attention_and_match_reverse_mode():
                 assert abs(float(attributed[b, j, c]) - expected) <= 1e-4 + 1e-4 * abs(expected)
     assert torch.allclose(vectors[1, 0], h[1, 1 + 2 * 4 + 0].detach())
     assert torch.backends.mha.get_fastpath_enabled()                  # the switch is put back
+
+
+def test_an_atlas_key_changes_with_its_store_version_and_refuses_a_part_named_version(monkeypatch):
+    from atlas.store import activation_atlas as stored
+    before = stored.key(kind="samples", layer="features.5")
+    monkeypatch.setattr(stored, "ATLAS_VERSION", stored.ATLAS_VERSION + 1)
+    assert stored.key(kind="samples", layer="features.5") != before
+    with pytest.raises(ValueError, match="version"):
+        stored.key(kind="samples", version=2)     # would be overwritten by ATLAS_VERSION, silently

@@ -16,11 +16,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from . import arrays as arrays_file
 from .files import atomic_write, records, store_by_content
+from .keys import versioned_key
 
 ATLAS_VERSION = 1
 FOLDER = "atlas"
@@ -32,7 +32,8 @@ class UnreadableAtlasWarning(UserWarning):
 
 
 def key(**parts) -> str:
-    return joblib.hash({**parts, "version": ATLAS_VERSION})
+    """A hash of `parts` and ATLAS_VERSION."""
+    return versioned_key(ATLAS_VERSION, **parts)
 
 
 def store_samples(root: Path, name: str, arrays: dict[str, np.ndarray], meta: dict) -> None:

@@ -19,11 +19,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from . import arrays as arrays_file
 from .files import atomic_write, records, store_by_content
+from .keys import versioned_key
 
 DICTIONARY_VERSION = 1
 # The record's own version, so vectors and training stay cached: 2 added each feature's
@@ -79,11 +79,8 @@ def feature_layer(layer: str) -> str:
 
 
 def key(**parts) -> str:
-    """A hash of `parts` and DICTIONARY_VERSION. A part named `version` would be replaced by
-    it, silently: a record's own version goes in as `record_version`."""
-    if "version" in parts:
-        raise ValueError("a dictionary key's 'version' is DICTIONARY_VERSION; name another version otherwise")
-    return joblib.hash({**parts, "version": DICTIONARY_VERSION})
+    """A hash of `parts` and DICTIONARY_VERSION (a record's own version goes in as `record_version`)."""
+    return versioned_key(DICTIONARY_VERSION, **parts)
 
 
 def _folder(root: Path, name: str) -> Path:
