@@ -11,6 +11,7 @@ console errors: a page for the README has none of either.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import sys
 import threading
@@ -55,6 +56,19 @@ def main(site: Path, out: Path, pages: dict[str, str]) -> int:
     return 1 if problems else 0
 
 
+def _page(item: str) -> tuple[str, str]:
+    name, sep, path = item.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"{item!r} is not NAME=PATH (e.g. unit=models/.../layers/_conv_head/3.html)")
+    return name, path
+
+
 if __name__ == "__main__":
-    site_dir, out_dir, *named = sys.argv[1:]
-    sys.exit(main(Path(site_dir), Path(out_dir), dict(item.split("=", 1) for item in named)))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("site", type=Path, help="a written site folder")
+    parser.add_argument("out", type=Path, help="the folder for the screenshots (NAME.jpg)")
+    parser.add_argument("pages", nargs="+", type=_page, metavar="NAME=PATH", help="a page, relative to the site")
+    args = parser.parse_args()
+    if not (args.site / "index.html").is_file():
+        parser.error(f"{args.site} holds no written site (no index.html)")
+    sys.exit(main(args.site, args.out, dict(args.pages)))
