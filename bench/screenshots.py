@@ -4,8 +4,8 @@
         model=models/efficientnet_lite0-XXXX/index.html unit=models/.../layers/_conv_head/3.html ...
 
 Serves the site folder (`atlas serve`'s server), opens each page in headless Chromium
-(Debian's, as the browser test), scrolls it whole so lazy images load, and saves a
-full-page JPEG per NAME=PATH. Prints per page its images that did not load and its
+(Debian's, as the browser test), scrolls it whole so lazy images load, and saves a JPEG
+of the window per NAME=PATH (of the element with that id alone for NAME=PATH#ID). Prints per page its images that did not load and its
 console errors: a page for the README has none of either.
 """
 
@@ -46,7 +46,9 @@ def main(site: Path, out: Path, pages: dict[str, str]) -> int:
             broken = page.evaluate("Array.from(document.images).filter(i => i.complete && i.naturalWidth === 0)"
                                    ".map(i => i.getAttribute('src'))")
             target = out / f"{name}.jpg"
-            page.screenshot(path=str(target), full_page=False, type="jpeg", quality=80)
+            _, _, anchor = path.partition("#")
+            shown = page.locator(f"#{anchor}") if anchor else page   # PATH#ID: that element alone
+            shown.screenshot(path=str(target), type="jpeg", quality=80)
             print(f"{name}: {path} -> {target}; {len(broken)} broken images, {len(errors)} console errors"
                   + (f": {broken[:3]} {errors[:3]}" if broken or errors else ""))
             problems += len(broken) + len(errors)

@@ -133,10 +133,45 @@ def test_a_features_photos_rank_by_its_mean_code_and_crop_where_it_is_strongest(
     maps[1, 0] = 2.0
     top = FeatureTop({"L": identity}, k=2, device=CPU)
     top.update(SimpleNamespace(acts={"L": maps}, ids=torch.tensor([10, 11])))
-    values, ids, positions = top.best["L"]
+    values, ids, positions, maps = top.best["L"]
     assert ids[0].tolist() == [11, 10]
     assert values[0].tolist() == pytest.approx([2.0, 5.0 / 9])
     assert positions[0, 1].tolist() == [2, 1]
+    assert maps[0, 0].tolist() == [2.0] * 9                        # each photo's map comes with it
+    assert maps[0, 1].reshape(3, 3).tolist() == [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 5.0, 0.0]]
+
+
+def test_a_heatmap_lies_where_the_feature_fires_in_its_crop_scaled_by_its_peak_over_its_photos():
+    from atlas.dictionary.heat import HEAT_SIDE, coarse_maps, over_crops
+
+    codes = torch.zeros(16, 2)                    # a 4 x 4 map of two features: one hot cell each
+    codes[1 * 4 + 2, 0] = 3.0                     # feature 0 at row 1, column 2
+    codes[3 * 4 + 0, 1] = 1.0                     # feature 1 at row 3, column 0
+    maps = coarse_maps(codes, (4, 4))
+    assert maps.shape == (2, 16)
+    weaker = maps / 3                             # the same photo, a third as strong
+    both = torch.stack([maps, weaker], 1)         # [D = 2, k = 2, cells]
+    whole, right_half = [0, 0, 64, 64], [32, 0, 64, 32]
+    heat = over_crops(both, np.array([[whole, right_half], [whole, whole]]), (4, 4), 64)
+    assert heat.shape == (2, 2, HEAT_SIDE, HEAT_SIDE) and heat.dtype == np.uint8
+    row, col = np.unravel_index(heat[0, 0].argmax(), heat[0, 0].shape)
+    assert row * 4 // HEAT_SIDE == 1 and col * 4 // HEAT_SIDE == 2    # under the hot cell
+    assert heat[0, 0].max() > 200                  # near the feature's peak over its photos
+    # The top right quarter of the weaker photo holds the hot cell at its left edge, at a third of the peak.
+    assert 0 < heat[0, 1].max() <= 255 // 3 + 1
+    assert heat[0, 1][:, -1].max() < heat[0, 1][:, 0].max()            # fading to the right, away from it
+    row, col = np.unravel_index(heat[1, 0].argmax(), heat[1, 0].shape)
+    assert row * 4 // HEAT_SIDE == 3 and col * 4 // HEAT_SIDE == 0
+
+
+def test_a_fine_map_is_max_pooled_so_its_peak_survives():
+    from atlas.dictionary.heat import MAP_SIDE, coarse_grid, coarse_maps
+
+    codes = torch.zeros(56 * 56, 1)
+    codes[10 * 56 + 40, 0] = 7.0
+    assert coarse_grid((56, 56)) == (MAP_SIDE, MAP_SIDE)
+    pooled = coarse_maps(codes, (56, 56)).reshape(MAP_SIDE, MAP_SIDE)
+    assert pooled.max() == 7.0 and pooled.argmax().item() == (10 * MAP_SIDE // 56) * MAP_SIDE + 40 * MAP_SIDE // 56
 
 
 def test_a_features_coherence_is_how_alike_its_top_photos_look():
@@ -204,6 +239,10 @@ def test_build_learns_a_dictionary_shows_its_features_and_resumes_from_the_cache
     pictured = [f for f in record.features if f.picture]
     assert all(f.frequency > 0 and f.examples for f in pictured)
     assert all((tmp_path / "cache" / "dictionary" / e["crop"]).is_file() for f in pictured for e in f.examples)
+    # Each crop's heatmap, full heat (255) where the feature fires most over its photos
+    heats = {f.index: [stored.decode_heat(e["heat"]) for e in f.examples] for f in record.features if f.examples}
+    assert heats and all(h is not None and h.shape == (12, 12) for found in heats.values() for h in found)
+    assert all(max(int(h.max()) for h in found) == 255 for found in heats.values())
     assert all(len(f.channels) == 6 for f in record.features)
     assert all(-1 <= f.coherence <= 1 for f in pictured)          # 9 photos each: two or more pairs
     index = next((tmp_path / "site").rglob("features.5/features.html")).read_text()

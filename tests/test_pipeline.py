@@ -13,7 +13,6 @@ from atlas.pictures import render as builds
 from atlas.store import cache
 from atlas.model import device as devices
 from atlas.core.errors import AtlasError
-from atlas.engine import render as render_module
 from atlas.engine import batching
 from atlas.engine.batching import render
 from atlas.engine.render import render_batch

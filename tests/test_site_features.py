@@ -7,6 +7,7 @@ test; a test that changes the cache or the site works on its own copy.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shutil
@@ -90,6 +91,10 @@ def test_a_pictured_feature_page_shows_its_picture_photos_and_channels(built):
     assert re.search(r'<img src="[./]*images/full/[^"]+" alt="[^"]*its picture"', html)
     assert html.count('class="example"') == len(feature.examples) > 0
     assert html.count("images/dictionary/") == len(feature.examples)
+    # each crop under the heatmap of where it fires, as a small inline image (no file to publish)
+    assert html.count('style="--heat: url(data:image/png;base64,') == 1          # one image for them all
+    assert html.count('<span class="heat" style="background-position: 0 ') == len(feature.examples)
+    assert "each crop is lit where the feature fires" in html
     assert all(f'<span class="rank">{n}</span> {format_number(e["value"])}</span>' in html
                for n, e in enumerate(feature.examples, 1))
     for channel, weight in feature.channels:
@@ -186,6 +191,8 @@ def test_a_malformed_or_one_seed_record_does_not_break_the_site(built, tmp_path)
     path = next((cache / "dictionary").glob("*.json"))
     data = json.loads(path.read_text())
     data["features"][0]["examples"] = [{"crop": "../../outside.jpg", "value": 1.0}, "junk", {"value": "x"}]
+    good = dict(data["features"][1]["examples"][0], heat="not base64!")   # a sound crop, a broken heatmap
+    data["features"][1]["examples"] = [good, dict(good, heat=base64.b64encode(b"12345").decode())]
     data["features"][0]["channels"] = [["a", 1.0], [3, 0.5]]
     data["features"][0]["frequency"] = 0.9
     data["stability"] = None                       # one seed trained
@@ -196,6 +203,8 @@ def test_a_malformed_or_one_seed_record_does_not_break_the_site(built, tmp_path)
     html = (layer / "feature-0.html").read_text(encoding="utf-8")
     assert 'class="example"' not in html and "channel 3</a> <span" in html
     assert not (site / "outside.jpg").exists()
+    shown = (layer / "feature-1.html").read_text(encoding="utf-8")   # the crops, without a heatmap
+    assert shown.count('class="example"') == 2 and 'class="heat"' not in shown
     assert "one seed trained: no stability" in (layer / "features.html").read_text(encoding="utf-8")
 
 

@@ -2,7 +2,8 @@
 
     FeatureTop     consumer of the dataset pass: every photo's sparse codes at every position
                    of the layer, pooled per photo by their mean (POOLING), a running top-k per
-                   feature with the position of its strongest code (where a page crops)
+                   feature with the position of its strongest code (where a page crops) and
+                   its map over the photo (`heat`: where the page shows it fires)
     feature_units  the `feature` units whose pictures a build renders: the direction of each
                    live feature's atom, the most frequent first
     strongest      a feature's strongest channels, by the weight of its atom
@@ -20,6 +21,7 @@ import torch
 from ..core.units import Unit
 from ..examples.top import merge_top
 from ..two_photo.coherence import coherence
+from .heat import coarse_maps
 from .sae import SparseDictionary
 
 # How a photo's positions make its value for a feature. The mean, as a channel's photos are
@@ -36,7 +38,8 @@ ROUND = 5            # digits of a direction's components: the unit's cache key 
 
 class FeatureTop:
     """Per layer, each feature's top-k photos by their pooled code (`pool`), each with the
-    position of its strongest code. State: [D, k] per layer, and every photo's embedding
+    position of its strongest code and its coarse map (`heat.coarse_maps`): `best[layer]` is
+    (values, photo ids, positions, maps). State: [D, k, cells] per layer, and every photo's embedding
     (`PhotoEmbedding`) when one is asked for: what tells whether a feature's top photos
     look alike (`coherences`)."""
 
@@ -62,8 +65,9 @@ class FeatureTop:
             values = torch.stack([pool(c) for c in codes])                       # [B, D]
             where = torch.stack([c.argmax(0) for c in codes])
             positions = torch.stack([where // w, where % w], -1)                 # [B, D, 2]
+            maps = torch.stack([coarse_maps(c, (h, w)) for c in codes])          # [B, D, cells]
             self.best[layer] = merge_top(self.best[layer], values.T, batch.ids.to(values.device).expand(values.shape[1], -1),
-                                         positions.transpose(0, 1), k=self.k)
+                                         positions.transpose(0, 1), maps.transpose(0, 1), k=self.k)
 
 
 def pool(codes: torch.Tensor, pooling: str = POOLING) -> torch.Tensor:

@@ -5,7 +5,8 @@ learned from a photo folder, and every feature shown as a unit beside the channe
              stores them: shards and torchrun ranks each collect a part
     stage 1  the lead merges the parts (a shard that finds others missing stops and says
              so), learns each layer's dictionary (`learn`: held out, seeds, checkpoints),
-             then reads the photos again for each feature's top examples (`FeatureTop`)
+             then reads the photos again for each feature's top examples (`FeatureTop`) and
+             where on each it fires (`heat`)
     finish   each feature's picture rendered (the direction of its atom) and the layer's
              record stored for the site (`atlas.store.dictionary.LayerDictionary`)
 
@@ -35,6 +36,7 @@ from ..model.forward import activations
 from ..pictures.render import render_plan
 from ..plan import work as plans
 from ..store import dictionary as stored
+from . import heat
 from .collect import VectorSampler, per_photo
 from .features import POOLING, FeatureTop, PhotoEmbedding, coherences, feature_units, strongest
 from .label import StoredDictionary
@@ -156,20 +158,30 @@ class DictionaryJob:
             if w.layer in self.learned and w.layer in self.tops:
                 self._record(w, self.learned[w.layer], self.tops[w.layer])
 
+    def _examples(self, layer: str, top: FeatureTop) -> list[list[dict]]:
+        """Per feature, the photos it fires on of its top ones: each cropped where its code
+        is strongest, with the heatmap of where in the crop it fires."""
+        context, model = self.context, self.context.model
+        values, ids, positions, maps = top.best[layer]
+        _, crops = crop_examples(model, self.source, layer, (values, ids, positions), grid=top.grids[layer],
+                                 device=context.runtime.device,
+                                 store_crop=lambda data: stored.store_crop(context.root, data))
+        boxes = np.array([[example.box for example in row] for row in crops])
+        heats = heat.over_crops(maps, boxes, heat.coarse_grid(top.grids[layer]), model.input_size)
+        return [[{**asdict(example), "heat": stored.encode_heat(heats[f, rank])}
+                 for rank, example in enumerate(row) if example.value > 0] for f, row in enumerate(crops)]
+
     def _record(self, w: LayerWork, found: Learned, top: FeatureTop) -> None:
         context, model = self.context, self.context.model
         directions = found.dictionary.directions().numpy()
         units = feature_units(w.layer, directions, found.frequency, self.request.pictures)
         plan = plans.make_plan(model, units, context.settings, context.root)
         summary = render_plan(model, plan, context.settings, context.runtime, root=context.root)
-        _, examples = crop_examples(model, self.source, w.layer, top.best[w.layer], grid=top.grids.get(w.layer),
-                                    device=context.runtime.device,
-                                    store_crop=lambda data: stored.store_crop(context.root, data))
+        examples = self._examples(w.layer, top)
         pictures = {unit.index: plan.keys[unit] for unit in units}
         alike = coherences(top.best[w.layer], top.embedding.centred())
         features = [stored.Feature(f, round(float(found.frequency[f]), 6), pictures.get(f), strongest(directions[f]),
-                                   [asdict(e) for e in examples[f] if e.value > 0],
-                                   None if np.isnan(alike[f]) else round(float(alike[f]), 4))
+                                   examples[f], None if np.isnan(alike[f]) else round(float(alike[f]), 4))
                     for f in range(len(directions))]
         meta = self.metas.get(w.layer, {})
         stored.store(context.root, w.record_key, stored.LayerDictionary(

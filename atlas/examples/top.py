@@ -85,15 +85,16 @@ class TopExamples:
                                           positions.transpose(0, 1), k=self.k)
 
 
-def merge_top(current, values, ids, positions, *, k):
-    """Running top-k along dim 1 of per-channel candidates."""
+def merge_top(current, values, ids, *payloads, k):
+    """Running top-k along dim 1 of per-unit candidates: `values` and `ids` [U, n], each
+    payload [U, n, ...] (a position, a map) kept beside its value. `current` is the last
+    result, (values, ids, *payloads), or None."""
+    candidates = (values, ids, *payloads)
     if current is not None:
-        values = torch.cat([current[0], values], 1)
-        ids = torch.cat([current[1], ids], 1)
-        positions = torch.cat([current[2], positions], 1)
-    top = values.topk(min(k, values.shape[1]), dim=1)
-    pick = top.indices
-    return top.values, ids.gather(1, pick), positions.gather(1, pick[..., None].expand(-1, -1, 2))
+        candidates = tuple(torch.cat([old, new], 1) for old, new in zip(current, candidates))
+    pick = candidates[0].topk(min(k, candidates[0].shape[1]), dim=1).indices
+    return tuple(t.gather(1, pick.view(*pick.shape, *[1] * (t.dim() - 2)).expand(*pick.shape, *t.shape[2:]))
+                 for t in candidates)
 
 
 def store_layer(model: Model, source: Source, root: Path, *, key: str, layer: str, top: TopExamples, images: int,

@@ -15,14 +15,19 @@ concept as a channel's page does, and the index counts the detectors.
 
 from __future__ import annotations
 
+import base64
+import io
 import posixpath
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+from PIL import Image
+
 from ..core.entry import number
-from ..store.dictionary import Feature, LayerDictionary, feature_layer
+from ..store.dictionary import Feature, LayerDictionary, decode_heat, feature_layer
 from .dissection import LayerConcepts
 
 if TYPE_CHECKING:
@@ -30,13 +35,19 @@ if TYPE_CHECKING:
     from .views import LayerView, ModelView
 
 CROP_DIR = "images/dictionary"
+# How dark the heatmap makes a crop where its feature is quiet: a spotlight on where it fires
+# reads on a photo of any colour, where a coloured glow vanishes on orange and red ones. The
+# light goes as the square root of the heat, so a spot at half the peak still stands out.
+QUIET_SHADE, LIGHT_GAMMA = 0.8, 0.5
 
 
 @dataclass
 class FeatureExample:
     file: str                        # the photo, as the dataset names it
-    value: float                     # the feature's code there (max over the photo's positions)
+    value: float                     # the feature's code there (pooled over the photo's positions)
     image: str                       # site path of the crop
+    heat: np.ndarray | None = None   # where in the crop it fires (`store.dictionary.decode_heat`)
+    heat_at: str | None = None       # its frame's place in the feature's `heat_sprite` (CSS)
 
 
 @dataclass
@@ -48,6 +59,11 @@ class FeatureView:
     channels: list[tuple[int, float]]   # its strongest channels, signed weight, strongest first
     prev: "FeatureView | None" = None    # neighbours by index, for the page's pager
     next: "FeatureView | None" = None
+    heat_sprite: str | None = None       # every example's heatmap in one image (`heat_sprite`)
+
+    @property
+    def heat_frames(self) -> int:
+        return sum(e.heat_at is not None for e in self.examples)
 
     @property
     def index(self) -> int:
@@ -177,8 +193,9 @@ def _view(layer: "LayerView", record: LayerDictionary, root: Path) -> Dictionary
         examples = [_example(item, root, view.crops) for item in feature.examples or []]
         skipped += examples.count(None)
         picture = layer.feature_pictures.get(feature.picture) if feature.picture else None
-        view.features.append(FeatureView(view, feature, picture, [e for e in examples if e],
-                                         _channels(feature.channels)))
+        shown = [e for e in examples if e]
+        view.features.append(FeatureView(view, feature, picture, shown, _channels(feature.channels),
+                                         heat_sprite=heat_sprite(shown)))
     if skipped:
         warnings.warn(f"dictionary of {layer.name}: {skipped} feature crops missing or malformed; "
                       "the site leaves them out", stacklevel=3)
@@ -204,7 +221,28 @@ def _example(item, root: Path, crops: dict[str, Path]) -> FeatureExample | None:
         if not sound:
             return None
         crops[site_path] = source
-    return FeatureExample(str(item.get("file", "")), number(item["value"]), site_path)
+    heat = item.get("heat")
+    return FeatureExample(str(item.get("file", "")), number(item["value"]), site_path,
+                          decode_heat(heat) if isinstance(heat, str) else None)
+
+
+def heat_sprite(examples: list[FeatureExample]) -> str | None:
+    """The examples' heatmaps in one small PNG, as a data URI a feature page stretches over
+    each crop, one frame each (top to bottom): black, as opaque as the feature is quiet there.
+    Sets each example's `heat_at`; None when none has a heatmap. One image a page, not one
+    a crop: nine heatmaps share their compression and a PNG's headers (half the bytes)."""
+    framed = [e for e in examples if e.heat is not None]
+    framed = [e for e in framed if e.heat.shape == framed[0].heat.shape]   # a sprite's frames are alike
+    if not framed:
+        return None
+    heat = np.concatenate([e.heat for e in framed]).astype(np.float32)
+    shade = np.zeros((*heat.shape, 2), np.uint8)
+    shade[..., 1] = ((1 - (heat / 255) ** LIGHT_GAMMA) * 255 * QUIET_SHADE).round()
+    buffer = io.BytesIO()
+    Image.fromarray(shade, "LA").save(buffer, format="PNG", optimize=True)
+    for n, example in enumerate(framed):
+        example.heat_at = f"0 {100 * n / max(len(framed) - 1, 1):.4g}%"
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 def _channels(pairs) -> list[tuple[int, float]]:

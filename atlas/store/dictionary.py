@@ -15,7 +15,10 @@ without torch. `LayerDictionary` is the record the dictionary job writes and the
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,8 +30,9 @@ from .keys import versioned_key
 
 DICTIONARY_VERSION = 1
 # The record's own version, so vectors and training stay cached: 2 added each feature's
-# coherence, 3 ranks a feature's photos by its mean code over their positions instead of its maximum.
-RECORD_VERSION = 3
+# coherence, 3 ranks a feature's photos by its mean code over their positions instead of its maximum,
+# 4 gives each top photo a heatmap of where the feature fires in its crop.
+RECORD_VERSION = 4
 FOLDER = "dictionary"
 CROPS = "crops"
 
@@ -44,7 +48,9 @@ class Feature:
     frequency: float                     # share of held-out positions it fires on
     picture: str | None                  # cache key of its rendered picture (None: not rendered)
     channels: list[list]                 # [[channel, weight], ...]: its atom's strongest channels, by |weight|
-    examples: list[dict]                 # the photos that excite it most: file, value, box, crop
+    # The photos that excite it most: file, value, box, crop, and heat (`encode_heat`): where
+    # in the crop it fires, 255 at its peak over these photos.
+    examples: list[dict]
     # How alike its top photos look to the model: their outputs' mean pairwise cosine
     # similarity (`atlas.dictionary.features.coherences`); None where unknown.
     coherence: float | None = None
@@ -131,6 +137,21 @@ def load_trained(root: Path, name: str, seed: int) -> tuple[dict, dict[str, np.n
 def store_crop(root: Path, data: bytes) -> str:
     """A crop, stored once by content; its name relative to the dictionary folder."""
     return f"{CROPS}/{store_by_content(Path(root) / FOLDER / CROPS, data, fsync=False)}"
+
+
+def encode_heat(heat: np.ndarray) -> str:
+    """A square uint8 heatmap as a record keeps it: base64 of its bytes, row by row."""
+    return base64.b64encode(np.ascontiguousarray(heat, np.uint8).tobytes()).decode("ascii")
+
+
+def decode_heat(text) -> np.ndarray | None:
+    """`encode_heat`'s square map back; None when `text` is not one."""
+    try:
+        data = np.frombuffer(base64.b64decode(text, validate=True), np.uint8)
+    except (TypeError, ValueError, binascii.Error):
+        return None
+    side = math.isqrt(len(data))
+    return data.reshape(side, side) if side and side * side == len(data) else None
 
 
 def store(root: Path, name: str, record: LayerDictionary) -> None:
