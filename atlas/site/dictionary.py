@@ -194,8 +194,13 @@ def _view(layer: "LayerView", record: LayerDictionary, root: Path) -> Dictionary
         skipped += examples.count(None)
         picture = layer.feature_pictures.get(feature.picture) if feature.picture else None
         shown = [e for e in examples if e]
+        # One image a page holds every crop's heatmap, a frame each (alike, for one sprite)
+        framed = [e for e in shown if e.heat is not None]
+        framed = [e for e in framed if e.heat.shape == framed[0].heat.shape]
+        for n, example in enumerate(framed):
+            example.heat_at = f"0 {100 * n / max(len(framed) - 1, 1):.4g}%"
         view.features.append(FeatureView(view, feature, picture, shown, _channels(feature.channels),
-                                         heat_sprite=heat_sprite(shown)))
+                                         heat_sprite=heat_sprite([e.heat for e in framed])))
     if skipped:
         warnings.warn(f"dictionary of {layer.name}: {skipped} feature crops missing or malformed; "
                       "the site leaves them out", stacklevel=3)
@@ -226,22 +231,18 @@ def _example(item, root: Path, crops: dict[str, Path]) -> FeatureExample | None:
                           decode_heat(heat) if isinstance(heat, str) else None)
 
 
-def heat_sprite(examples: list[FeatureExample]) -> str | None:
-    """The examples' heatmaps in one small PNG, as a data URI a feature page stretches over
-    each crop, one frame each (top to bottom): black, as opaque as the feature is quiet there.
-    Sets each example's `heat_at`; None when none has a heatmap. One image a page, not one
-    a crop: nine heatmaps share their compression and a PNG's headers (half the bytes)."""
-    framed = [e for e in examples if e.heat is not None]
-    framed = [e for e in framed if e.heat.shape == framed[0].heat.shape]   # a sprite's frames are alike
-    if not framed:
+def heat_sprite(heats: list[np.ndarray]) -> str | None:
+    """Square heatmaps (`store.dictionary.decode_heat`) stacked top to bottom in one small PNG,
+    as a data URI a feature page stretches over each crop, a frame each: black, as opaque as
+    the feature is quiet there; None for none. One image a page, not one a crop: nine
+    heatmaps share their compression and a PNG's headers (half the bytes)."""
+    if not heats:
         return None
-    heat = np.concatenate([e.heat for e in framed]).astype(np.float32)
+    heat = np.concatenate(heats).astype(np.float32)
     shade = np.zeros((*heat.shape, 2), np.uint8)
     shade[..., 1] = ((1 - (heat / 255) ** LIGHT_GAMMA) * 255 * QUIET_SHADE).round()
     buffer = io.BytesIO()
     Image.fromarray(shade, "LA").save(buffer, format="PNG", optimize=True)
-    for n, example in enumerate(framed):
-        example.heat_at = f"0 {100 * n / max(len(framed) - 1, 1):.4g}%"
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
