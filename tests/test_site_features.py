@@ -228,3 +228,26 @@ def test_the_index_script_sorts_the_tiles_by_index_by_coherence_and_back(built, 
     page.click("button[data-key=frequency]")
     assert order() == by_frequency and not errors
     page.close()
+
+
+@pytest.mark.slow
+def test_each_crops_heatmap_lies_over_it_shows_its_own_frame_and_goes_while_hovered(built, browser):
+    _, layer, record = built
+    feature = next(f for f in record.features if f.picture and len(f.examples) >= 2)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto((layer / f"feature-{feature.index}.html").as_uri())
+    page.locator("#examples").scroll_into_view_if_needed()
+    heats = page.locator("#examples .heat")
+    assert heats.count() == len(feature.examples)
+    for n in (0, heats.count() - 1):
+        crop = page.locator("#examples .ex-crop img").nth(n).bounding_box()
+        heat = heats.nth(n).bounding_box()
+        assert abs(heat["x"] - crop["x"]) <= 2 and abs(heat["width"] - crop["width"]) <= 2   # over the crop
+        assert abs(heat["y"] - crop["y"]) <= 2 and abs(heat["height"] - crop["height"]) <= 2
+        style = heats.nth(n).evaluate("e => { const s = getComputedStyle(e); return [s.backgroundImage, s.backgroundSize, s.backgroundPositionY]; }")
+        assert style[0].startswith('url("data:image/png;base64,')
+        assert style[1] == f"100% {100 * len(feature.examples)}%"                             # the sprite, a frame a crop
+        assert style[2] == ("0%" if n == 0 else "100%")                                        # its own frame
+    page.locator("#examples .example").first.hover()
+    page.wait_for_function("getComputedStyle(document.querySelector('#examples .heat')).opacity === '0'", timeout=3000)
+    page.close()
