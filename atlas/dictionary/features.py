@@ -57,17 +57,22 @@ class FeatureTop:
         if self.embedding is not None:
             self.embedding.update(batch)
         for layer, dictionary in self.dictionaries.items():
-            maps = batch.acts[layer]
-            b, c, h, w = maps.shape
+            acts = batch.acts[layer]
+            b, _, h, w = acts.shape
             self.grids[layer] = (h, w)
-            # One photo at a time: [positions, D] codes of a deep layer's big dictionary stay small.
-            codes = [dictionary.encode(maps[n].flatten(1).T) for n in range(b)]
-            values = torch.stack([pool(c) for c in codes])                       # [B, D]
-            where = torch.stack([c.argmax(0) for c in codes])
-            positions = torch.stack([where // w, where % w], -1)                 # [B, D, 2]
-            maps = torch.stack([coarse_maps(c, (h, w)) for c in codes])          # [B, D, cells]
+            # One photo at a time, its codes [positions, D] summed up and dropped before the
+            # next: a deep layer's big dictionary would hold a batch's worth at once.
+            summaries = [_summary(dictionary.encode(acts[n].flatten(1).T), (h, w)) for n in range(b)]
+            values, where, maps = (torch.stack(parts) for parts in zip(*summaries))   # [B, D], [B, D], [B, D, cells]
+            positions = torch.stack([where // w, where % w], -1)                        # [B, D, 2]
             self.best[layer] = merge_top(self.best[layer], values.T, batch.ids.to(values.device).expand(values.shape[1], -1),
                                          positions.transpose(0, 1), maps.transpose(0, 1), k=self.k)
+
+
+def _summary(codes: torch.Tensor, grid: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What a running top keeps of one photo's codes [positions, D] on `grid`: per feature its
+    pooled value, the position of its strongest code, and its coarse map."""
+    return pool(codes), codes.argmax(0), coarse_maps(codes, grid)
 
 
 def pool(codes: torch.Tensor, pooling: str = POOLING) -> torch.Tensor:
